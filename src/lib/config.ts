@@ -1,0 +1,107 @@
+/**
+ * Configuration is parsed once, from the environment, into a frozen typed object. No other module reads
+ * `process.env`: components receive their config as an argument, which is what lets the local all-in-one
+ * mode run several of them in one process with different settings.
+ */
+import { z } from "zod";
+import { AsyncError, ErrorCode } from "./errors.js";
+
+export type Env = Readonly<Record<string, string | undefined>>;
+
+export class ConfigError extends AsyncError {
+  constructor(message: string) {
+    super(ErrorCode.BadConfig, message);
+    this.name = "ConfigError";
+  }
+}
+
+/**
+ * Parses `env` with `schema`. Empty strings count as unset, so that `FOO=` in a manifest means "default".
+ * On failure throws one ConfigError whose message names every bad variable on one line.
+ */
+export function parseEnv<S extends z.ZodType>(component: string, schema: S, env: Env): Readonly<z.infer<S>> {
+  const cleaned: Record<string, string> = {};
+  for (const [key, value] of Object.entries(env)) {
+    if (value !== undefined && value !== "") cleaned[key] = value;
+  }
+  const result = schema.safeParse(cleaned);
+  if (!result.success) {
+    const problems = result.error.issues.map((issue) => {
+      const name = issue.path.join(".") || "(environment)";
+      const got = typeof issue.path[0] === "string" ? cleaned[issue.path[0]] : undefined;
+      return `${name}: ${issue.message}${got === undefined ? "" : ` (got ${JSON.stringify(redactValue(name, got))})`}`;
+    });
+    throw new ConfigError(`invalid ${component} configuration: ${problems.join("; ")}`);
+  }
+  return deepFreeze(result.data) as Readonly<z.infer<S>>;
+}
+
+function redactValue(name: string, value: string): string {
+  if (/PASSWORD|SECRET|TOKEN|CERT|KEY/i.test(name)) return "<redacted>";
+  return redactUrlPassword(value);
+}
+
+/** `redis://user:secret@host` becomes `redis://user:***@host`, for logs and error messages. */
+export function redactUrlPassword(value: string): string {
+  return value.replace(/^([a-z][a-z0-9+.-]*:\/\/[^:/@]*:)[^@]*@/i, "$1***@");
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value && typeof value === "object" && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    for (const inner of Object.values(value)) deepFreeze(inner);
+  }
+  return value;
+}
+
+// Small reusable field parsers, so every component spells its settings the same way.
+
+/** A whole number within [min, max], from a string. */
+export const intSetting = (defaultValue: number, min = 0, max = Number.MAX_SAFE_INTEGER) =>
+  z.coerce.number().int().min(min).max(max).default(defaultValue);
+
+/** A TCP port number; 0 lets the OS pick (used by tests and the all-in-one mode). */
+export const portSetting = (defaultValue: number) => intSetting(defaultValue, 0, 65535);
+
+/** `true/false`, `1/0`, `yes/no`, `on/off`. */
+export const boolSetting = (defaultValue: boolean) =>
+  z
+    .string()
+    .trim()
+    .toLowerCase()
+    .refine((v) => ["true", "false", "1", "0", "yes", "no", "on", "off"].includes(v), {
+      message: "must be true or false",
+    })
+    .transform((v) => ["true", "1", "yes", "on"].includes(v))
+    .optional()
+    .transform((v) => v ?? defaultValue);
+
+/** A comma-separated list of non-empty strings. */
+export const listSetting = (defaultValue: readonly string[]) =>
+  z
+    .string()
+    .transform((v) =>
+      v
+        .split(",")
+        .map((s) => s.trim())
+        .filter((s) => s.length > 0),
+    )
+    .optional()
+    .transform((v) => v ?? [...defaultValue]);
+
+export const logLevelSetting = z
+  .enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"])
+  .default("info");
+
+/** An absolute http(s) URL. */
+export const urlSetting = z.string().refine(
+  (v) => {
+    try {
+      const url = new URL(v);
+      return url.protocol === "http:" || url.protocol === "https:";
+    } catch {
+      return false;
+    }
+  },
+  { message: "must be an absolute http:// or https:// URL" },
+);

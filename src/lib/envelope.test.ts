@@ -1,0 +1,80 @@
+import assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
+import { test } from "node:test";
+import { canonicalHeaderName, decodeEnvelope, encodeEnvelope, fieldValue } from "./envelope.js";
+import { AsyncError, ErrorCode } from "./errors.js";
+
+const base = {
+  id: "0b6f6a1e-7c1a-4c55-9a3c-1b1f6f0e2a10",
+  url: "http://app.default.svc.cluster.local/path?q=1",
+  method: "POST",
+  headers: { "Content-Type": ["text/plain"], "X-Multi": ["a", "b"] },
+};
+
+test("a UTF-8 body stays a plain string, as the original wrote it", () => {
+  const text = encodeEnvelope({ ...base, body: Buffer.from("héllo wörld ✓") });
+  const json = JSON.parse(text);
+  assert.equal(json.body, "héllo wörld ✓");
+  assert.equal(json.bodyEncoding, undefined);
+  assert.deepEqual(json.header, base.headers);
+  assert.deepEqual(decodeEnvelope(text).body, Buffer.from("héllo wörld ✓"));
+});
+
+test("a binary body round-trips byte for byte through base64", () => {
+  for (let i = 0; i < 20; i++) {
+    const body = randomBytes(1 + i * 97);
+    const text = encodeEnvelope({ ...base, body });
+    const decoded = decodeEnvelope(text);
+    assert.deepEqual(decoded.body, body);
+    if (JSON.parse(text).bodyEncoding !== undefined) assert.equal(JSON.parse(text).bodyEncoding, "base64");
+  }
+  const invalid = Buffer.from([0xff, 0xfe, 0x00, 0x80]);
+  assert.equal(JSON.parse(encodeEnvelope({ ...base, body: invalid })).bodyEncoding, "base64");
+});
+
+test("the original producer's exact entry decodes", () => {
+  // As written by the Go producer: canonical header names, Async-Original-Host included, no extras.
+  const original =
+    '{"id":"1eb6f4d2-8c4b-6d5e-9b1a-0242ac120002","url":"http://helloworld-sleep.default.svc.cluster.local/",' +
+    '"body":"{\\"a\\":1}","header":{"Accept":["*/*"],"Async-Original-Host":["helloworld-sleep.default.svc.cluster.local"],' +
+    '"Prefer":["respond-async"],"User-Agent":["curl/7.64.1"]},"method":"POST"}';
+  const decoded = decodeEnvelope(original);
+  assert.equal(decoded.method, "POST");
+  assert.equal(decoded.url, "http://helloworld-sleep.default.svc.cluster.local/");
+  assert.equal(decoded.body.toString(), '{"a":1}');
+  assert.deepEqual(decoded.headers.Prefer, ["respond-async"]);
+});
+
+test("bad envelopes are rejected with MalformedEvent and a reason", () => {
+  const cases = [
+    "not json",
+    "[]",
+    '{"url":"http://a/"}',
+    '{"id":"x"}',
+    '{"id":"x","url":"/relative"}',
+    '{"id":"x","url":"ftp://a/"}',
+    '{"id":"x","url":"http://a/","method":"GE T"}',
+    '{"id":"x","url":"http://a/","header":{"A":[1]}}',
+    '{"id":"x","url":"http://a/","body":42}',
+    '{"id":"x","url":"http://a/","bodyEncoding":"gzip"}',
+  ];
+  for (const text of cases) {
+    assert.throws(
+      () => decodeEnvelope(text),
+      (err: unknown) => err instanceof AsyncError && err.code === ErrorCode.MalformedEvent,
+      text,
+    );
+  }
+});
+
+test("header names are canonicalised like Go's http.Header", () => {
+  assert.equal(canonicalHeaderName("content-type"), "Content-Type");
+  assert.equal(canonicalHeaderName("x-request-ID"), "X-Request-Id");
+  assert.equal(canonicalHeaderName("prefer"), "Prefer");
+  assert.equal(canonicalHeaderName("bad header"), "bad header");
+});
+
+test("fieldValue reads a flat field list", () => {
+  assert.equal(fieldValue(["data", "x", "attempts", "2"], "attempts"), "2");
+  assert.equal(fieldValue(["data"], "data"), undefined);
+});

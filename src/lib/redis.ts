@@ -1,0 +1,119 @@
+/**
+ * Redis connection settings shared by every component, with the original's env names: REDIS_ADDRESS is
+ * `host:port` or a `redis://` / `rediss://` URL (user and password allowed), TLS_CERT an optional PEM CA
+ * bundle for TLS to Redis (it also turns TLS on for a plain `host:port`).
+ */
+import { Redis, type RedisOptions } from "ioredis";
+import { z } from "zod";
+import { redactUrlPassword } from "./config.js";
+
+export interface RedisSettings {
+  readonly host: string;
+  readonly port: number;
+  readonly username?: string;
+  readonly password?: string;
+  readonly db: number;
+  readonly tls?: { readonly ca?: string; readonly servername?: string };
+  /** The address as configured with any password masked: safe to log and to put in CloudEvent sources. */
+  readonly display: string;
+}
+
+export function parseRedisAddress(address: string, tlsCert?: string): RedisSettings {
+  const trimmed = address.trim();
+  const hasScheme = /^[a-z][a-z0-9+.-]*:\/\//i.test(trimmed);
+  const url = new URL(hasScheme ? trimmed : `redis://${trimmed}`);
+  if (url.protocol !== "redis:" && url.protocol !== "rediss:") {
+    throw new Error(`scheme must be redis:// or rediss://, got ${url.protocol}//`);
+  }
+  if (!url.hostname) throw new Error("missing host");
+  const port = url.port === "" ? 6379 : Number(url.port);
+  const dbPath = url.pathname.replace(/^\//, "");
+  const db = dbPath === "" ? 0 : Number(dbPath);
+  if (!Number.isInteger(db) || db < 0)
+    throw new Error(`database must be a number, got ${JSON.stringify(dbPath)}`);
+  const host = url.hostname.replace(/^\[(.*)\]$/, "$1");
+  const useTls = url.protocol === "rediss:" || (tlsCert !== undefined && tlsCert.trim() !== "");
+  const settings: RedisSettings = {
+    host,
+    port,
+    db,
+    ...(url.username ? { username: decodeURIComponent(url.username) } : {}),
+    ...(url.password ? { password: decodeURIComponent(url.password) } : {}),
+    ...(useTls ? { tls: { ...(tlsCert?.trim() ? { ca: tlsCert } : {}), servername: host } } : {}),
+    display: redactUrlPassword(hasScheme ? trimmed : `${host}:${port}`),
+  };
+  return settings;
+}
+
+/** A zod field for REDIS_ADDRESS; TLS_CERT is applied afterwards by `withTlsCert`. */
+export const redisAddressSetting = (defaultValue = "127.0.0.1:6379") =>
+  z
+    .string()
+    .default(defaultValue)
+    .transform((value, ctx) => {
+      try {
+        return parseRedisAddress(value);
+      } catch (err) {
+        ctx.addIssue({ code: "custom", message: `not a Redis address: ${(err as Error).message}` });
+        return z.NEVER;
+      }
+    });
+
+export function withTlsCert(settings: RedisSettings, tlsCert: string | undefined): RedisSettings {
+  if (!tlsCert?.trim()) return settings;
+  return { ...settings, tls: { ...settings.tls, ca: tlsCert, servername: settings.host } };
+}
+
+export interface ConnectOptions {
+  /** Shown in CLIENT LIST, which makes it easy to see who holds which connection. */
+  readonly name: string;
+  /**
+   * Fail commands at once while disconnected instead of queueing them. The producer wants this: a
+   * request must get 503 quickly, not hang until Redis returns.
+   */
+  readonly failFast?: boolean;
+  /** For blocking reads (XREADGROUP BLOCK): no command timeout may cut them. */
+  readonly blocking?: boolean;
+}
+
+export function connectRedis(settings: RedisSettings, options: ConnectOptions): Redis {
+  const redisOptions: RedisOptions = {
+    host: settings.host,
+    port: settings.port,
+    db: settings.db,
+    connectionName: options.name,
+    lazyConnect: false,
+    enableAutoPipelining: !options.blocking,
+    maxRetriesPerRequest: options.failFast ? 0 : null,
+    enableOfflineQueue: !options.failFast,
+    // Reconnect quickly at first, then every 2 s at most: Redis restarts should be ridden out.
+    retryStrategy: (times) => Math.min(50 * 2 ** Math.min(times, 6), 2000),
+    ...(settings.username ? { username: settings.username } : {}),
+    ...(settings.password ? { password: settings.password } : {}),
+    ...(settings.tls ? { tls: { ...settings.tls } } : {}),
+  };
+  const client = new Redis(redisOptions);
+  // ioredis emits 'error' on every failed reconnect; without a listener Node would crash the process.
+  // The components report Redis health through /readyz and their own error handling instead.
+  client.on("error", () => {});
+  return client;
+}
+
+/** True when Redis answers PING within `timeoutMs`. Used by /readyz. */
+export async function redisIsReady(client: Redis, timeoutMs = 1000): Promise<boolean> {
+  if (client.status !== "ready") return false;
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    const pong = await Promise.race([
+      client.ping(),
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error("timeout")), timeoutMs);
+      }),
+    ]);
+    return pong === "PONG";
+  } catch {
+    return false;
+  } finally {
+    clearTimeout(timer);
+  }
+}
