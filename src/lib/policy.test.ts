@@ -1,0 +1,47 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { formatPolicyHeader, parseDuration, parsePolicyHeader, policyFromAnnotations } from "./policy.js";
+
+test("durations", () => {
+  assert.equal(parseDuration("1500"), 1500);
+  assert.equal(parseDuration("250ms"), 250);
+  assert.equal(parseDuration("2s"), 2000);
+  assert.equal(parseDuration("1.5m"), 90_000);
+  assert.equal(parseDuration("1h30m"), 5_400_000);
+  assert.equal(parseDuration("7d"), 604_800_000);
+  assert.equal(parseDuration("soon"), undefined);
+  assert.equal(parseDuration("5x"), undefined);
+  assert.equal(parseDuration("5s garbage"), undefined);
+});
+
+test("annotations become a header and back", () => {
+  const { policy, problems } = policyFromAnnotations({
+    "async.knative.dev/max-attempts": "3",
+    "async.knative.dev/min-backoff": "500ms",
+    "async.knative.dev/max-age": "1h",
+    "async.knative.dev/mode": "always.async.knative.dev",
+  });
+  assert.deepEqual(problems, []);
+  assert.deepEqual(policy, { maxAttempts: 3, minBackoffMs: 500, maxAgeMs: 3_600_000 });
+  const header = formatPolicyHeader(policy);
+  assert.equal(header, "max-attempts=3; min-backoff=500ms; max-age=1h");
+  assert.deepEqual(parsePolicyHeader(header), policy);
+});
+
+test("bad annotations are reported, not guessed", () => {
+  const { policy, problems } = policyFromAnnotations({
+    "async.knative.dev/max-attempts": "0",
+    "async.knative.dev/timeout": "forever",
+  });
+  assert.deepEqual(policy, {});
+  assert.deepEqual(
+    problems.map((p) => p.name),
+    ["async.knative.dev/max-attempts", "async.knative.dev/timeout"],
+  );
+});
+
+test("a malformed header is ignored item by item", () => {
+  assert.equal(parsePolicyHeader(""), undefined);
+  assert.equal(parsePolicyHeader("nonsense"), undefined);
+  assert.deepEqual(parsePolicyHeader("max-attempts=x; timeout=10s; other=1"), { timeoutMs: 10_000 });
+});
