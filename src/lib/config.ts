@@ -5,6 +5,7 @@
  */
 import { z } from "zod";
 import { AsyncError, ErrorCode } from "./errors.js";
+import { parseDuration } from "./policy.js";
 
 export type Env = Readonly<Record<string, string | undefined>>;
 
@@ -105,3 +106,17 @@ export const urlSetting = z.string().refine(
   },
   { message: "must be an absolute http:// or https:// URL" },
 );
+
+/** A duration like `500ms`, `10s`, `5m`, `24h` (a bare number is milliseconds), parsed to milliseconds. */
+export const durationSetting = (defaultValue: string) =>
+  z
+    .string()
+    .default(defaultValue)
+    .transform((value, ctx) => {
+      const ms = parseDuration(value);
+      if (ms === undefined) {
+        ctx.addIssue({ code: "custom", message: "must be a duration like 500ms, 10s, 5m or 24h" });
+        return z.NEVER;
+      }
+      return ms;
+    });

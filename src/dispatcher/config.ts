@@ -1,0 +1,123 @@
+import { hostname } from "node:os";
+import { z } from "zod";
+import {
+  boolSetting,
+  durationSetting,
+  type Env,
+  intSetting,
+  listSetting,
+  logLevelSetting,
+  parseEnv,
+  portSetting,
+  urlSetting,
+} from "../lib/config.js";
+import { DEFAULT_RETRYABLE_STATUSES } from "../lib/outcome.js";
+import { type RedisSettings, redisAddressSetting, withTlsCert } from "../lib/redis.js";
+
+const duration = durationSetting;
+
+const statusList = listSetting(DEFAULT_RETRYABLE_STATUSES.map(String)).transform((values, ctx) => {
+  const codes = values.map(Number);
+  if (!codes.every((c) => Number.isInteger(c) && c >= 100 && c <= 599)) {
+    ctx.addIssue({ code: "custom", message: "must be a comma-separated list of HTTP status codes" });
+    return z.NEVER;
+  }
+  return codes;
+});
+
+/** Every environment variable the dispatcher reads; the keys are the names. */
+export const dispatcherEnvSchema = z.object({
+  PORT: portSetting(8080),
+  LOG_LEVEL: logLevelSetting,
+  REDIS_ADDRESS: redisAddressSetting(),
+  TLS_CERT: z.string().optional(),
+  REDIS_STREAM_NAME: z.string().min(1).default("mystream"),
+  REDIS_GROUP: z.string().min(1).default("knative-async"),
+  /** This dispatcher's consumer name in the group; unique per replica. */
+  DISPATCHER_NAME: z.string().min(1).optional(),
+  /** `cloudevent`: POST a CloudEvent to K_SINK (the consumer). `direct`: replay the request itself. */
+  DISPATCH_MODE: z.enum(["cloudevent", "direct"]).default("cloudevent"),
+  K_SINK: urlSetting.optional(),
+  DISPATCH_CONCURRENCY: intSetting(100, 1, 10_000),
+  MAX_ATTEMPTS: intSetting(10, 1, 1000),
+  MIN_BACKOFF: duration("1s"),
+  MAX_BACKOFF: duration("5m"),
+  MAX_EVENT_AGE: duration("24h"),
+  RETRYABLE_STATUS_CODES: statusList,
+  RETRY_NON_IDEMPOTENT: boolSetting(false),
+  REQUEST_TIMEOUT: duration("5m"),
+  MAX_REQUEST_TIMEOUT: duration("15m"),
+  CLAIM_IDLE: duration("30s"),
+  DEAD_LETTER_SINK: urlSetting.optional(),
+  DELETE_ACKED: boolSetting(true),
+  SHUTDOWN_GRACE: duration("25s"),
+});
+
+export interface RetrySettings {
+  readonly maxAttempts: number;
+  readonly minBackoffMs: number;
+  readonly maxBackoffMs: number;
+  readonly maxAgeMs: number;
+  readonly retryableStatuses: readonly number[];
+  readonly retryNonIdempotent: boolean;
+  readonly timeoutMs: number;
+  readonly maxTimeoutMs: number;
+}
+
+export interface DispatcherConfig {
+  readonly port: number;
+  readonly logLevel: string;
+  readonly redis: RedisSettings;
+  readonly streamName: string;
+  readonly group: string;
+  readonly consumerName: string;
+  readonly mode: "cloudevent" | "direct";
+  /** Required in cloudevent mode. */
+  readonly sink?: string;
+  readonly concurrency: number;
+  readonly retry: RetrySettings;
+  readonly claimIdleMs: number;
+  readonly deadLetterSink?: string;
+  readonly deleteAcked: boolean;
+  readonly shutdownGraceMs: number;
+}
+
+export function loadDispatcherConfig(env: Env): DispatcherConfig {
+  const schema = dispatcherEnvSchema
+    .refine((e) => e.DISPATCH_MODE === "direct" || e.K_SINK !== undefined, {
+      message:
+        "K_SINK is required in cloudevent mode (set it to the consumer's URL, or set DISPATCH_MODE=direct)",
+      path: ["K_SINK"],
+    })
+    .refine((e) => e.MIN_BACKOFF <= e.MAX_BACKOFF, {
+      message: "must not be larger than MAX_BACKOFF",
+      path: ["MIN_BACKOFF"],
+    })
+    .refine((e) => e.CLAIM_IDLE >= 1000, { message: "must be at least 1s", path: ["CLAIM_IDLE"] });
+  const e = parseEnv("dispatcher", schema, env);
+  return Object.freeze({
+    port: e.PORT,
+    logLevel: e.LOG_LEVEL,
+    redis: withTlsCert(e.REDIS_ADDRESS, e.TLS_CERT),
+    streamName: e.REDIS_STREAM_NAME,
+    group: e.REDIS_GROUP,
+    consumerName: e.DISPATCHER_NAME ?? `${hostname()}-${process.pid}`,
+    mode: e.DISPATCH_MODE,
+    ...(e.K_SINK === undefined ? {} : { sink: e.K_SINK }),
+    concurrency: e.DISPATCH_CONCURRENCY,
+    retry: Object.freeze({
+      maxAttempts: e.MAX_ATTEMPTS,
+      minBackoffMs: e.MIN_BACKOFF,
+      maxBackoffMs: e.MAX_BACKOFF,
+      maxAgeMs: e.MAX_EVENT_AGE,
+      retryableStatuses: Object.freeze([...e.RETRYABLE_STATUS_CODES]),
+      retryNonIdempotent: e.RETRY_NON_IDEMPOTENT,
+      timeoutMs: e.REQUEST_TIMEOUT,
+      maxTimeoutMs: e.MAX_REQUEST_TIMEOUT,
+    }),
+    claimIdleMs: e.CLAIM_IDLE,
+    ...(e.DEAD_LETTER_SINK === undefined ? {} : { deadLetterSink: e.DEAD_LETTER_SINK }),
+    deleteAcked: e.DELETE_ACKED,
+    shutdownGraceMs: e.SHUTDOWN_GRACE,
+  });
+}
