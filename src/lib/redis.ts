@@ -117,3 +117,28 @@ export async function redisIsReady(client: Redis, timeoutMs = 1000): Promise<boo
     clearTimeout(timer);
   }
 }
+
+/** Resolves once the client is connected and ready; rejects with the last connection error after `timeoutMs`. */
+export function waitUntilReady(client: Redis, timeoutMs: number): Promise<void> {
+  if (client.status === "ready") return Promise.resolve();
+  return new Promise((resolve, reject) => {
+    let lastError: Error | undefined;
+    const onError = (err: Error) => {
+      lastError = err;
+    };
+    const onReady = () => {
+      clearTimeout(timer);
+      client.off("error", onError);
+      resolve();
+    };
+    const timer = setTimeout(() => {
+      client.off("ready", onReady);
+      client.off("error", onError);
+      reject(
+        new Error(`could not connect within ${timeoutMs} ms${lastError ? `: ${lastError.message}` : ""}`),
+      );
+    }, timeoutMs);
+    client.on("error", onError);
+    client.once("ready", onReady);
+  });
+}

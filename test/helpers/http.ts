@@ -14,10 +14,14 @@ export interface Received {
   readonly at: number;
 }
 
-export type Responder = (
-  received: Received,
-  res: ServerResponse,
-) => void | Promise<void> | { status: number; headers?: Record<string, string>; body?: string };
+export interface Answer {
+  status: number;
+  headers?: Record<string, string>;
+  body?: string;
+}
+
+/** Answers by returning (or resolving to) an Answer, or by writing to `res` itself. */
+export type Responder = (received: Received, res: ServerResponse) => void | Answer | Promise<void | Answer>;
 
 export interface RecordingServer {
   readonly port: number;

@@ -1,0 +1,174 @@
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { randomUUID } from "node:crypto";
+import { after, before, describe, test } from "node:test";
+import type { Redis } from "ioredis";
+import { type RecordingServer, startRecordingServer } from "../../test/helpers/http.js";
+import { waitFor } from "../../test/helpers/net.js";
+import { startRedisServer, type TestRedisServer } from "../../test/helpers/redis-server.js";
+import { loadDispatcherConfig } from "../dispatcher/config.js";
+import { type AttemptInfo, startDispatcher } from "../dispatcher/dispatcher.js";
+import { encodeEnvelope, fieldValue } from "../lib/envelope.js";
+import { streamKeys } from "../lib/keys.js";
+import { createLogger } from "../lib/logger.js";
+import { connectRedis, parseRedisAddress } from "../lib/redis.js";
+import { DeadLetters } from "./dlq.js";
+
+let redisServer: TestRedisServer;
+let redis: Redis;
+let sink: RecordingServer;
+
+before(async () => {
+  redisServer = await startRedisServer();
+  redis = connectRedis(parseRedisAddress(redisServer.address), { name: "test" });
+  sink = await startRecordingServer();
+});
+
+after(async () => {
+  await sink.close();
+  redis.disconnect();
+  await redisServer.cleanup();
+});
+
+function envelope(id: string): string {
+  return encodeEnvelope({
+    id,
+    url: "http://app.default.svc.cluster.local/work",
+    method: "PUT",
+    headers: {},
+    body: Buffer.from([0, 1, 2, 255]),
+    acceptedAt: Date.now(),
+  });
+}
+
+function runCli(
+  args: string[],
+  env: Record<string, string>,
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, ["bin/knative-async.js", "dlq", ...args], {
+      env: { ...process.env, ...env },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (c) => {
+      stdout += c;
+    });
+    child.stderr.on("data", (c) => {
+      stderr += c;
+    });
+    child.on("exit", (code) => resolve({ code: code ?? -1, stdout, stderr }));
+  });
+}
+
+describe("dead-letter stream", () => {
+  test("a target that always fails is dead-lettered with context; replay delivers it once fixed", async () => {
+    const stream = `s-${randomUUID()}`;
+    const keys = streamKeys(stream);
+    sink.respond = () => ({ status: 502, headers: { "async-target-status": "500" } });
+    const attempts: AttemptInfo[] = [];
+    const dispatcher = await startDispatcher(
+      loadDispatcherConfig({
+        REDIS_ADDRESS: redisServer.address,
+        REDIS_STREAM_NAME: stream,
+        K_SINK: sink.url,
+        PORT: "0",
+        MAX_ATTEMPTS: "3",
+        MIN_BACKOFF: "20ms",
+        MAX_BACKOFF: "50ms",
+      }),
+      { logger: createLogger("dispatcher", { level: "silent" }), onAttempt: (a) => attempts.push(a) },
+    );
+    try {
+      await redis.xadd(stream, "*", "data", envelope("doomed"));
+      const dlq = new DeadLetters(redis, keys);
+      await waitFor(async () => (await dlq.count()) === 1, { what: "dead-lettered" });
+      const [item] = await dlq.list();
+      assert.ok(item);
+      assert.equal(item.reason, "max-attempts");
+      assert.equal(item.attempts, 3);
+      assert.equal(item.lastStatus, "500");
+      assert.equal(item.request?.id, "doomed");
+      assert.deepEqual(item.request?.body, Buffer.from([0, 1, 2, 255]));
+      assert.ok(item.firstAttemptAt && item.lastAttemptAt && item.deadLetteredAt);
+
+      // The CLI shows it too.
+      const env = { REDIS_ADDRESS: redisServer.address, REDIS_STREAM_NAME: stream };
+      const listed = await runCli(["list"], env);
+      assert.equal(listed.code, 0, listed.stderr);
+      assert.match(listed.stdout, /1 dead-lettered/);
+      assert.match(
+        listed.stdout,
+        new RegExp(`${item.id}.*max-attempts.*PUT http://app.default.svc.cluster.local/work`),
+      );
+      const shown = await runCli(["show", item.id], env);
+      assert.equal(
+        JSON.parse(shown.stdout).request.bodyBase64,
+        Buffer.from([0, 1, 2, 255]).toString("base64"),
+      );
+
+      // Fix the target, replay through the CLI: delivered once, with a fresh set of attempts.
+      sink.respond = () => ({ status: 200, headers: { "async-target-status": "200" } });
+      const replayed = await runCli(["replay", item.id], env);
+      assert.equal(replayed.code, 0, replayed.stderr);
+      assert.match(replayed.stdout, /replayed 1/);
+      await waitFor(() => attempts.some((a) => a.decision.action === "ack"), {
+        what: "delivered after replay",
+      });
+      const delivered = attempts.filter((a) => a.decision.action === "ack");
+      assert.equal(delivered.length, 1);
+      assert.equal(delivered[0]?.attempt, 1);
+      assert.equal(await dlq.count(), 0);
+      const lastEvent = JSON.parse(sink.received.at(-1)?.body.toString() ?? "[]") as string[];
+      assert.equal(fieldValue(lastEvent, "attempts"), undefined, "context dropped on replay");
+    } finally {
+      await dispatcher.close();
+    }
+  });
+
+  test("replay --all and purge act on what is there; unknown ids are reported", async () => {
+    const stream = `s-${randomUUID()}`;
+    const keys = streamKeys(stream);
+    const dlq = new DeadLetters(redis, keys);
+    for (let i = 0; i < 450; i++) {
+      await redis.xadd(
+        keys.deadLetter,
+        "*",
+        "data",
+        envelope(`r-${i}`),
+        "reason",
+        "max-attempts",
+        "attempts",
+        "3",
+      );
+    }
+    assert.equal(await dlq.replayAll(), 450);
+    assert.equal(await dlq.count(), 0);
+    assert.equal(await redis.xlen(stream), 450);
+    const [first] = (await redis.xrange(stream, "-", "+", "COUNT", 1)) as [[string, string[]]];
+    assert.deepEqual(first[1].slice(0, 1), ["data"]);
+    assert.equal(fieldValue(first[1], "reason"), undefined);
+
+    const id = await redis.xadd(keys.deadLetter, "*", "data", "{bad", "reason", "malformed");
+    const missing = await dlq.replay(["0-1"]);
+    assert.deepEqual(missing, { replayed: 0, missing: ["0-1"] });
+    const [bad] = await dlq.list();
+    assert.match(bad?.decodeError ?? "", /not JSON/);
+    assert.equal(await dlq.purge([id as string]), 1);
+    for (let i = 0; i < 3; i++) await redis.xadd(keys.deadLetter, "*", "data", envelope(`p-${i}`));
+    assert.equal(await dlq.purgeAll(), 3);
+  });
+
+  test("the CLI explains bad usage and an unreachable Redis in one line", async () => {
+    const bad = await runCli(["show"], { REDIS_ADDRESS: redisServer.address });
+    assert.equal(bad.code, 1);
+    assert.match(bad.stderr, /show needs one entry ID/);
+    const down = await runCli(["list"], { REDIS_ADDRESS: "127.0.0.1:1" });
+    assert.equal(down.code, 1);
+    assert.match(down.stderr, /^knative-async dlq: Redis at 127\.0\.0\.1:1: /);
+    const config = await runCli(["list"], { REDIS_ADDRESS: "ftp://x" });
+    assert.equal(config.code, 1);
+    assert.match(config.stderr, /REDIS_ADDRESS/);
+  });
+});

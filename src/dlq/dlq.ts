@@ -1,0 +1,156 @@
+/**
+ * The dead-letter stream, for people: list, show, replay and purge what the dispatcher could not
+ * deliver. Replaying moves an entry back to the request stream atomically (lua/replay-2.lua), where
+ * the dispatcher picks it up like a new request with a fresh set of attempts.
+ */
+import type { Redis } from "ioredis";
+import { type AsyncRequest, DATA_FIELD, decodeEnvelope, fieldValue } from "../lib/envelope.js";
+import type { StreamKeys } from "../lib/keys.js";
+import { defineScripts } from "../lib/scripts.js";
+
+export interface DeadLetter {
+  readonly id: string;
+  readonly reason: string;
+  readonly attempts: number;
+  readonly lastStatus: string;
+  readonly lastError: string;
+  readonly firstAttemptAt?: string;
+  readonly lastAttemptAt?: string;
+  readonly deadLetteredAt?: string;
+  readonly sourceEntryId: string;
+  /** The request, when the entry decodes; undefined for malformed entries. */
+  readonly request?: AsyncRequest;
+  /** Why the request does not decode, for malformed entries. */
+  readonly decodeError?: string;
+  readonly fields: readonly string[];
+}
+
+type DlqClient = Redis & { replay(dlq: string, stream: string, ...ids: string[]): Promise<string[]> };
+
+const BATCH = 200;
+
+export class DeadLetters {
+  private readonly client: DlqClient;
+
+  constructor(
+    client: Redis,
+    private readonly keys: StreamKeys,
+  ) {
+    this.client = client as DlqClient;
+    defineScripts(this.client, new URL("./lua/", import.meta.url), ["replay-2.lua"]);
+  }
+
+  count(): Promise<number> {
+    return this.client.xlen(this.keys.deadLetter);
+  }
+
+  /** Oldest first, `limit` at most, starting after the entry id `after` when given. */
+  async list(options: { limit?: number; after?: string } = {}): Promise<DeadLetter[]> {
+    const start = options.after ? `(${options.after}` : "-";
+    const entries = (await this.client.xrange(
+      this.keys.deadLetter,
+      start,
+      "+",
+      "COUNT",
+      options.limit ?? 100,
+    )) as [string, string[]][];
+    return entries.map(([id, fields]) => toDeadLetter(id, fields));
+  }
+
+  async get(id: string): Promise<DeadLetter | undefined> {
+    const entries = (await this.client.xrange(this.keys.deadLetter, id, id)) as [string, string[]][];
+    const entry = entries[0];
+    return entry ? toDeadLetter(entry[0], entry[1]) : undefined;
+  }
+
+  /** Moves the given entries back to the request stream. Returns the ids that were not found. */
+  async replay(ids: readonly string[]): Promise<{ replayed: number; missing: string[] }> {
+    let replayed = 0;
+    const missing: string[] = [];
+    for (let i = 0; i < ids.length; i += BATCH) {
+      const chunk = ids.slice(i, i + BATCH);
+      const results = await this.client.replay(this.keys.deadLetter, this.keys.stream, ...chunk);
+      results.forEach((newId, j) => {
+        if (newId === "") missing.push(chunk[j] as string);
+        else replayed++;
+      });
+    }
+    return { replayed, missing };
+  }
+
+  /** Replays every entry present now (entries dead-lettered meanwhile are left for the next run). */
+  async replayAll(): Promise<number> {
+    let replayed = 0;
+    const last = await this.lastId();
+    if (last === undefined) return 0;
+    for (;;) {
+      const batch = (await this.client.xrange(this.keys.deadLetter, "-", last, "COUNT", BATCH)) as [
+        string,
+        string[],
+      ][];
+      if (batch.length === 0) return replayed;
+      const { replayed: n } = await this.replay(batch.map(([id]) => id));
+      replayed += n;
+      if (n === 0) return replayed;
+    }
+  }
+
+  async purge(ids: readonly string[]): Promise<number> {
+    if (ids.length === 0) return 0;
+    return this.client.xdel(this.keys.deadLetter, ...ids);
+  }
+
+  /** Deletes every entry present now. */
+  async purgeAll(): Promise<number> {
+    let purged = 0;
+    const last = await this.lastId();
+    if (last === undefined) return 0;
+    for (;;) {
+      const batch = (await this.client.xrange(this.keys.deadLetter, "-", last, "COUNT", BATCH)) as [
+        string,
+        string[],
+      ][];
+      if (batch.length === 0) return purged;
+      purged += await this.purge(batch.map(([id]) => id));
+    }
+  }
+
+  private async lastId(): Promise<string | undefined> {
+    const last = (await this.client.xrevrange(this.keys.deadLetter, "+", "-", "COUNT", 1)) as [
+      string,
+      string[],
+    ][];
+    return last[0]?.[0];
+  }
+}
+
+function toDeadLetter(id: string, fields: string[]): DeadLetter {
+  const get = (name: string) => fieldValue(fields, name);
+  let request: AsyncRequest | undefined;
+  let decodeError: string | undefined;
+  const data = get(DATA_FIELD);
+  try {
+    if (data === undefined) throw new Error("the entry has no data field");
+    request = decodeEnvelope(data);
+  } catch (err) {
+    decodeError = (err as Error).message;
+  }
+  const optional = (name: "firstAttemptAt" | "lastAttemptAt" | "deadLetteredAt") => {
+    const value = Number(get(name));
+    return Number.isFinite(value) && value > 0 ? { [name]: new Date(value).toISOString() } : {};
+  };
+  return {
+    id,
+    reason: get("reason") ?? "",
+    attempts: Number(get("attempts") ?? 0),
+    lastStatus: get("lastStatus") ?? "",
+    lastError: get("lastError") ?? "",
+    ...optional("firstAttemptAt"),
+    ...optional("lastAttemptAt"),
+    ...optional("deadLetteredAt"),
+    sourceEntryId: get("sourceEntryId") ?? "",
+    ...(request ? { request } : {}),
+    ...(decodeError ? { decodeError } : {}),
+    fields,
+  };
+}
