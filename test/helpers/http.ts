@@ -43,7 +43,7 @@ export async function startRecordingServer(
       method: req.method ?? "",
       url: req.url ?? "",
       headers: req.headers,
-      headersDistinct: req.headersDistinct,
+      headersDistinct: req.headersDistinct as Record<string, string[]>,
       body: Buffer.concat(chunks),
       at: Date.now(),
     };
