@@ -542,6 +542,7 @@ export async function startDispatcher(config: DispatcherConfig, deps: Dispatcher
   function wakePromoter(delayMs: number): void {
     if (Date.now() + delayMs < promoterSleepsUntil) wakeEarly?.();
   }
+  stopTimers.signal.addEventListener("abort", () => wakeEarly?.(), { once: true });
   const promoteLoop = (async () => {
     while (!closing) {
       let sleepMs = PROMOTE_MAX_SLEEP_MS;
@@ -566,7 +567,6 @@ export async function startDispatcher(config: DispatcherConfig, deps: Dispatcher
             clearTimeout(timer);
             resolve();
           };
-          stopTimers.signal.addEventListener("abort", () => wakeEarly?.(), { once: true });
         });
         wakeEarly = undefined;
       }
@@ -671,15 +671,15 @@ function outcomeLabel(outcome: DeliveryOutcome): string {
 function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve) => {
     if (signal?.aborted) return resolve();
-    const timer = setTimeout(resolve, ms);
-    signal?.addEventListener(
-      "abort",
-      () => {
-        clearTimeout(timer);
-        resolve();
-      },
-      { once: true },
-    );
+    const onAbort = () => {
+      clearTimeout(timer);
+      resolve();
+    };
+    const timer = setTimeout(() => {
+      signal?.removeEventListener("abort", onAbort);
+      resolve();
+    }, ms);
+    signal?.addEventListener("abort", onAbort, { once: true });
   });
 }
 

@@ -1,0 +1,106 @@
+/**
+ * The local stand-in for the networking layer: routes requests the way the child KIngress written by the
+ * controller does on a cluster.
+ * - conditional mode: `Prefer: respond-async` goes to the producer with `Async-Original-Host` set to the
+ *   app; everything else goes straight to the app;
+ * - always mode: only `Prefer: respond-sync` goes straight to the app; everything else to the producer.
+ * Like the real route, it overwrites any Async-Original-Host the client sent.
+ */
+import { Agent, createServer, type IncomingMessage, request, type Server } from "node:http";
+import { closeServer, listen } from "../lib/http.js";
+
+export interface GatewayOptions {
+  readonly port: number;
+  readonly host: string;
+  readonly always: boolean;
+  /** host:port of the producer and of the app. */
+  readonly producer: string;
+  readonly app: string;
+}
+
+export interface RunningGateway {
+  readonly port: number;
+  close(): Promise<void>;
+}
+
+const HOP_BY_HOP = new Set([
+  "connection",
+  "keep-alive",
+  "proxy-authenticate",
+  "proxy-authorization",
+  "proxy-connection",
+  "te",
+  "trailer",
+  "transfer-encoding",
+  "upgrade",
+]);
+
+/** True when the Prefer header (possibly several, comma-separated preferences) holds `token`. */
+export function prefers(values: readonly string[] | undefined, token: string): boolean {
+  if (!values) return false;
+  return values.some((v) =>
+    v
+      .split(",")
+      .map((p) => p.split(";", 1)[0]?.trim().toLowerCase())
+      .includes(token),
+  );
+}
+
+export function routeToProducer(req: IncomingMessage, always: boolean): boolean {
+  const prefer = req.headersDistinct.prefer;
+  return always ? !prefers(prefer, "respond-sync") : prefers(prefer, "respond-async");
+}
+
+export async function startGateway(options: GatewayOptions): Promise<RunningGateway> {
+  const server: Server = createServer((req, res) => {
+    const toProducer = routeToProducer(req, options.always);
+    const upstream = toProducer ? options.producer : options.app;
+    const [hostname, port] = splitHostPort(upstream);
+    const headers: Record<string, string | string[]> = {};
+    const connectionNamed = new Set(
+      (req.headersDistinct.connection ?? []).flatMap((v) => v.split(",").map((s) => s.trim().toLowerCase())),
+    );
+    for (const [name, values] of Object.entries(req.headersDistinct)) {
+      if (values && !HOP_BY_HOP.has(name) && !connectionNamed.has(name) && name !== "async-original-host") {
+        headers[name] = values;
+      }
+    }
+    // Node sends list values as repeated header lines, but Host must be one string.
+    if (req.headers.host !== undefined) headers.host = req.headers.host;
+    if (toProducer) headers["async-original-host"] = options.app;
+    const proxied = request(
+      { hostname, port, method: req.method, path: req.url, headers, agent: keepAlive },
+      (upstreamRes) => {
+        const responseHeaders: Record<string, string[]> = {};
+        for (const [name, values] of Object.entries(upstreamRes.headersDistinct)) {
+          if (values && !HOP_BY_HOP.has(name)) responseHeaders[name] = values;
+        }
+        res.writeHead(upstreamRes.statusCode ?? 502, responseHeaders);
+        upstreamRes.pipe(res);
+      },
+    );
+    proxied.on("error", (err) => {
+      if (!res.headersSent) {
+        res.writeHead(502, { "content-type": "text/plain" });
+        res.end(`gateway: ${toProducer ? "producer" : "app"} unreachable: ${err.message}\n`);
+      } else {
+        res.destroy();
+      }
+    });
+    req.pipe(proxied);
+  });
+  const port = await listen(server, options.port, options.host);
+  return {
+    port,
+    async close() {
+      await closeServer(server, 2000);
+    },
+  };
+}
+
+const keepAlive = new Agent({ keepAlive: true, maxSockets: 256 });
+
+function splitHostPort(hostPort: string): [string, number] {
+  const at = hostPort.lastIndexOf(":");
+  return [hostPort.slice(0, at), Number(hostPort.slice(at + 1))];
+}
