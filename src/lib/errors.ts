@@ -15,6 +15,11 @@ export const ErrorCode = {
   BodyAborted: "ASYNC_ERR_BODY_ABORTED",
   /** Redis did not acknowledge the write: the request was NOT accepted. */
   StoreUnavailable: "ASYNC_ERR_STORE_UNAVAILABLE",
+  /**
+   * Redis stored the request on the primary but fewer replicas than required confirmed it in time: it
+   * may still be delivered, so a client should retry with the same Idempotency-Key.
+   */
+  NotReplicated: "ASYNC_ERR_NOT_REPLICATED",
   /** A CloudEvent or stream entry that cannot be decoded into a request. Never retried. */
   MalformedEvent: "ASYNC_ERR_MALFORMED_EVENT",
   /** The same Idempotency-Key was used before with a different request. */
@@ -34,6 +39,10 @@ export const ErrorCode = {
   MethodNotAllowed: "ASYNC_ERR_METHOD_NOT_ALLOWED",
   /** Configuration is invalid: reported once at start-up. */
   BadConfig: "ASYNC_ERR_BAD_CONFIG",
+  /** A KIngress annotation (async mode or delivery policy) has a value the controller cannot use. */
+  InvalidAnnotation: "ASYNC_ERR_INVALID_ANNOTATION",
+  /** A Kubernetes API call made by the controller failed. */
+  KubeApi: "ASYNC_ERR_KUBE_API",
 } as const;
 
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
@@ -44,6 +53,7 @@ const statusByCode: Record<ErrorCode, number> = {
   [ErrorCode.BodyTooLarge]: 413,
   [ErrorCode.BodyAborted]: 400,
   [ErrorCode.StoreUnavailable]: 503,
+  [ErrorCode.NotReplicated]: 503,
   [ErrorCode.MalformedEvent]: 400,
   [ErrorCode.IdempotencyMismatch]: 422,
   [ErrorCode.IdempotencyInProgress]: 409,
@@ -54,6 +64,8 @@ const statusByCode: Record<ErrorCode, number> = {
   [ErrorCode.NotFound]: 404,
   [ErrorCode.MethodNotAllowed]: 405,
   [ErrorCode.BadConfig]: 500,
+  [ErrorCode.InvalidAnnotation]: 400,
+  [ErrorCode.KubeApi]: 502,
 };
 
 export class AsyncError extends Error {

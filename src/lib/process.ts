@@ -10,7 +10,30 @@ export interface Running {
 }
 
 export async function runComponent(name: string, start: () => Promise<Running>): Promise<void> {
-  let running: Running;
+  let running: Running | undefined;
+  let stopRequested: NodeJS.Signals | undefined;
+  let closing = false;
+
+  const close = (signal: NodeJS.Signals, component: Running) => {
+    closing = true;
+    component.close().then(
+      () => process.exit(0),
+      (err) => {
+        process.stderr.write(`knative-async ${name}: error while closing on ${signal}: ${String(err)}\n`);
+        process.exit(1);
+      },
+    );
+  };
+  // Installed before starting, so that a signal during start-up is not lost: the component is closed
+  // as soon as it is up. A second signal while closing means "now".
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (closing || stopRequested) process.exit(130);
+    if (running) close(signal, running);
+    else stopRequested = signal;
+  };
+  process.on("SIGTERM", onSignal);
+  process.on("SIGINT", onSignal);
+
   try {
     running = await start();
   } catch (err) {
@@ -23,21 +46,5 @@ export async function runComponent(name: string, start: () => Promise<Running>):
     }
     process.exit(1);
   }
-  let closing = false;
-  const shutdown = (signal: NodeJS.Signals) => {
-    if (closing) {
-      // A second Ctrl-C means "now".
-      process.exit(130);
-    }
-    closing = true;
-    running.close().then(
-      () => process.exit(0),
-      (err) => {
-        process.stderr.write(`knative-async ${name}: error while closing on ${signal}: ${String(err)}\n`);
-        process.exit(1);
-      },
-    );
-  };
-  process.on("SIGTERM", shutdown);
-  process.on("SIGINT", shutdown);
+  if (stopRequested) close(stopRequested, running);
 }
