@@ -105,3 +105,23 @@ test("knative-async dev explains a busy port in one line", async () => {
     blocker.close();
   }
 });
+
+test("knative-async dev says how to install redis-server when it is missing", async () => {
+  const env: NodeJS.ProcessEnv = { ...process.env, PATH: "/nonexistent" };
+  delete env.REDIS_ADDRESS;
+  const child = spawn(process.execPath, ["bin/knative-async.js", "dev", "--port", "0"], {
+    env,
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let stderr = "";
+  child.stderr.on("data", (c) => {
+    stderr += c;
+  });
+  const code = await new Promise((resolve) => child.once("exit", resolve));
+  assert.equal(code, 1);
+  assert.match(
+    stderr,
+    /redis-server was not found on PATH\. Install it \(Debian\/Ubuntu: sudo apt-get install redis-server/,
+  );
+  assert.equal(stderr.trim().split("\n").length, 1);
+});

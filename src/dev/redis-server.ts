@@ -62,13 +62,7 @@ export async function startRedisServer(options: RedisServerOptions = {}): Promis
       stderr += chunk;
     });
     const spawnFailed = new Promise<never>((_, reject) => {
-      child?.once("error", (err) =>
-        reject(
-          new Error(
-            `cannot start redis-server (is it installed? apt-get install redis-server): ${err.message}`,
-          ),
-        ),
-      );
+      child?.once("error", (err) => reject(new RedisServerMissingError(err)));
       child?.once("exit", (code) => reject(new Error(`redis-server exited with ${code}: ${stderr}`)));
     });
     await Promise.race([waitForPing(port), spawnFailed]);

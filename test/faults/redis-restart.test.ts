@@ -1,0 +1,113 @@
+/**
+ * Redis killed (SIGKILL, the harshest stop) and restarted during a load through the real producer, with
+ * `appendonly yes` and `appendfsync always`: every request that got a 202 is delivered. Requests that
+ * got a 503 were not accepted and need not be delivered; some may still be, when Redis applied the write
+ * but died before answering, which is why clients retry with an Idempotency-Key.
+ */
+import assert from "node:assert/strict";
+import { after, before, test } from "node:test";
+import type { Redis } from "ioredis";
+import { type RecordingServer, startRecordingServer } from "../helpers/http.js";
+import { waitFor } from "../helpers/net.js";
+import { killAll } from "../helpers/processes.js";
+import { startRedisServer, type TestRedisServer } from "../helpers/redis-server.js";
+import { deliveriesById, leftovers, redisClient, sendAsync, sleep, startPipeline } from "./pipeline.js";
+
+let redis: TestRedisServer;
+let client: Redis;
+let app: RecordingServer;
+
+before(async () => {
+  redis = await startRedisServer({ appendOnly: true });
+  client = redisClient(redis);
+  app = await startRecordingServer();
+});
+
+after(async () => {
+  await killAll();
+  await app.close();
+  client.disconnect();
+  await redis.cleanup();
+});
+
+interface Outcome {
+  readonly n: number;
+  readonly status: number;
+  readonly id: string | undefined;
+  readonly phase: "before" | "down" | "after";
+}
+
+test("Redis restarted (AOF, appendfsync always) during a load: every 202 is delivered", {
+  timeout: 60_000,
+}, async (t) => {
+  const { producer, consumer, dispatcher, stream } = await startPipeline(redis, app);
+  let phase: Outcome["phase"] = "before";
+  let loading = true;
+  const outcomes: Outcome[] = [];
+  let next = 0;
+  const load = Promise.all(
+    Array.from({ length: 8 }, async () => {
+      while (loading) {
+        const n = next++;
+        const sentIn = phase;
+        const sent = await sendAsync(producer, app, `/load/${n}`, { body: `request ${n}` });
+        outcomes.push({ n, status: sent.status, id: sent.id, phase: sentIn });
+        await sleep(10);
+      }
+    }),
+  );
+
+  await sleep(1000);
+  phase = "down";
+  await redis.stop("SIGKILL");
+  await sleep(1000);
+  await redis.start();
+  phase = "after";
+  // Until the producer has reconnected and accepted again for a while.
+  await waitFor(() => outcomes.filter((o) => o.phase === "after" && o.status === 202).length >= 100, {
+    timeoutMs: 15_000,
+    what: "202s after the restart",
+  });
+  loading = false;
+  await load;
+
+  const accepted = outcomes.filter((o) => o.status === 202);
+  const refused = outcomes.filter((o) => o.status === 503);
+  assert.deepEqual(
+    outcomes.filter((o) => o.status !== 202 && o.status !== 503),
+    [],
+    "every answer is 202 or 503",
+  );
+  assert.ok(
+    accepted.some((o) => o.phase === "before"),
+    "accepted before the kill",
+  );
+  assert.ok(refused.length > 0, "the load ran into the outage");
+
+  const missing = () => {
+    const delivered = deliveriesById(app.received);
+    return accepted.filter((o) => !delivered.has(o.id as string));
+  };
+  await waitFor(() => missing().length === 0, {
+    timeoutMs: 20_000,
+    intervalMs: 100,
+    what: "every 202 delivered",
+  });
+  await waitFor(async () => Object.values(await leftovers(client, stream)).every((n) => n === 0), {
+    timeoutMs: 10_000,
+    what: "stream, pending list, retry schedule and dead-letter stream empty",
+  });
+
+  // The 503s were not accepted; count those that arrived anyway (written, but the answer was lost).
+  const deliveredPaths = new Set(app.received.map((r) => r.url));
+  const refusedButDelivered = refused.filter((o) => deliveredPaths.has(`/load/${o.n}`)).length;
+  const delivered = deliveriesById(app.received);
+  const duplicates = [...delivered.values()].reduce((sum, n) => sum + n - 1, 0);
+  t.diagnostic(
+    `${outcomes.length} requests: ${accepted.length} got 202 (all delivered; ` +
+      `${accepted.filter((o) => o.phase === "before").length} before the kill, ` +
+      `${accepted.filter((o) => o.phase === "after").length} after the restart), ${refused.length} got 503 ` +
+      `(${refusedButDelivered} of them delivered anyway); ${duplicates} duplicate deliveries`,
+  );
+  await Promise.all([producer.kill(), dispatcher.kill(), consumer.kill()]);
+});
