@@ -7,27 +7,19 @@ import {
   durationSetting,
   type Env,
   intSetting,
-  listSetting,
   logLevelSetting,
   parseEnv,
   portSetting,
+  statusListSetting,
 } from "../lib/config.js";
 import { DEFAULT_RETRYABLE_STATUSES } from "../lib/outcome.js";
 
 /**
- * The dispatcher sends a 6 MB binary body (the producer's default limit) as base64 (8 MB) inside the
- * envelope JSON inside the entry's JSON field list; 9 MiB holds that with room for the headers.
+ * The event carries the body inside the envelope's JSON inside the entry's JSON field list. A 6 MB body
+ * (the producer's default limit) grows to 8 MB as base64 when binary, and up to 7 times when it is text
+ * full of characters JSON escapes twice (a control character becomes `\\u0001`); 48 MiB holds the worst.
  */
-export const DEFAULT_EVENT_SIZE_LIMIT = 9 * 1024 * 1024;
-
-const statusListSetting = listSetting(DEFAULT_RETRYABLE_STATUSES.map(String)).transform((values, ctx) => {
-  const codes = values.map(Number);
-  if (!codes.every((c) => Number.isInteger(c) && c >= 100 && c <= 599)) {
-    ctx.addIssue({ code: "custom", message: "must be a comma-separated list of HTTP status codes" });
-    return z.NEVER;
-  }
-  return codes;
-});
+export const DEFAULT_EVENT_SIZE_LIMIT = 48 * 1024 * 1024;
 
 /** Every environment variable the consumer reads; the keys are the names. */
 export const consumerEnvSchema = z.object({
@@ -40,7 +32,7 @@ export const consumerEnvSchema = z.object({
   MAX_CONNECTIONS_PER_HOST: intSetting(256, 1, 65_535),
   EVENT_SIZE_LIMIT: intSetting(DEFAULT_EVENT_SIZE_LIMIT, 1024, 512 * 1024 * 1024),
   /** Target statuses answered with 502 so that the sender tries again; others are final (200). */
-  RETRYABLE_STATUS_CODES: statusListSetting,
+  RETRYABLE_STATUS_CODES: statusListSetting(DEFAULT_RETRYABLE_STATUSES),
 });
 
 export interface ConsumerConfig {

@@ -5,25 +5,14 @@ import {
   durationSetting,
   type Env,
   intSetting,
-  listSetting,
   logLevelSetting,
   parseEnv,
   portSetting,
+  statusListSetting,
   urlSetting,
 } from "../lib/config.js";
 import { DEFAULT_RETRYABLE_STATUSES } from "../lib/outcome.js";
 import { type RedisSettings, redisAddressSetting, withTlsCert } from "../lib/redis.js";
-
-const duration = durationSetting;
-
-const statusList = listSetting(DEFAULT_RETRYABLE_STATUSES.map(String)).transform((values, ctx) => {
-  const codes = values.map(Number);
-  if (!codes.every((c) => Number.isInteger(c) && c >= 100 && c <= 599)) {
-    ctx.addIssue({ code: "custom", message: "must be a comma-separated list of HTTP status codes" });
-    return z.NEVER;
-  }
-  return codes;
-});
 
 /** Every environment variable the dispatcher reads; the keys are the names. */
 export const dispatcherEnvSchema = z.object({
@@ -40,17 +29,17 @@ export const dispatcherEnvSchema = z.object({
   K_SINK: urlSetting.optional(),
   DISPATCH_CONCURRENCY: intSetting(100, 1, 10_000),
   MAX_ATTEMPTS: intSetting(10, 1, 1000),
-  MIN_BACKOFF: duration("1s"),
-  MAX_BACKOFF: duration("5m"),
-  MAX_EVENT_AGE: duration("24h"),
-  RETRYABLE_STATUS_CODES: statusList,
+  MIN_BACKOFF: durationSetting("1s"),
+  MAX_BACKOFF: durationSetting("5m"),
+  MAX_EVENT_AGE: durationSetting("24h"),
+  RETRYABLE_STATUS_CODES: statusListSetting(DEFAULT_RETRYABLE_STATUSES),
   RETRY_NON_IDEMPOTENT: boolSetting(false),
-  REQUEST_TIMEOUT: duration("5m"),
-  MAX_REQUEST_TIMEOUT: duration("15m"),
-  CLAIM_IDLE: duration("30s"),
+  REQUEST_TIMEOUT: durationSetting("5m"),
+  MAX_REQUEST_TIMEOUT: durationSetting("15m"),
+  CLAIM_IDLE: durationSetting("30s"),
   DEAD_LETTER_SINK: urlSetting.optional(),
   DELETE_ACKED: boolSetting(true),
-  SHUTDOWN_GRACE: duration("25s"),
+  SHUTDOWN_GRACE: durationSetting("25s"),
 });
 
 export interface RetrySettings {

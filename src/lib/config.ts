@@ -120,3 +120,14 @@ export const durationSetting = (defaultValue: string) =>
       }
       return ms;
     });
+
+/** A comma-separated list of HTTP status codes. */
+export const statusListSetting = (defaultValue: readonly number[]) =>
+  listSetting(defaultValue.map(String)).transform((values, ctx) => {
+    const codes = values.map(Number);
+    if (!codes.every((c) => Number.isInteger(c) && c >= 100 && c <= 599)) {
+      ctx.addIssue({ code: "custom", message: "must be a comma-separated list of HTTP status codes" });
+      return z.NEVER;
+    }
+    return codes;
+  });

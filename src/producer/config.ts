@@ -1,0 +1,94 @@
+/**
+ * Producer configuration. Env names follow the original producer (REDIS_ADDRESS, REDIS_STREAM_NAME,
+ * REQUEST_SIZE_LIMIT, TLS_CERT) plus the settings this implementation adds.
+ */
+import { z } from "zod";
+import {
+  durationSetting,
+  type Env,
+  intSetting,
+  listSetting,
+  logLevelSetting,
+  parseEnv,
+  portSetting,
+} from "../lib/config.js";
+import { type RedisSettings, redisAddressSetting, withTlsCert } from "../lib/redis.js";
+import { type HostPattern, parseHostPattern } from "./target.js";
+
+/**
+ * Bodies are held in memory while they stream in and stored base64-encoded when binary (4/3 larger);
+ * Redis refuses strings over 512 MB, so larger limits could never be honoured.
+ */
+const MAX_REQUEST_SIZE_LIMIT = 256 * 1024 * 1024;
+
+/** A duration of at least `minMs`, in milliseconds. */
+const minDurationSetting = (defaultValue: string, minMs: number) =>
+  durationSetting(defaultValue).pipe(z.number().min(minMs, `must be at least ${minMs}ms`));
+
+const hostPatternsSetting = listSetting([]).transform((entries, ctx) => {
+  const patterns: HostPattern[] = [];
+  for (const entry of entries) {
+    try {
+      patterns.push(parseHostPattern(entry));
+    } catch (err) {
+      ctx.addIssue({ code: "custom", message: (err as Error).message });
+      return z.NEVER;
+    }
+  }
+  return patterns;
+});
+
+export const producerEnvSchema = z.object({
+  PORT: portSetting(8080),
+  REDIS_ADDRESS: redisAddressSetting(),
+  REDIS_STREAM_NAME: z.string().default("mystream"),
+  REQUEST_SIZE_LIMIT: intSetting(6_000_000, 0, MAX_REQUEST_SIZE_LIMIT),
+  TLS_CERT: z.string().optional(),
+  LOG_LEVEL: logLevelSetting,
+  SYSTEM_NAMESPACE: z.string().default("knative-serving"),
+  PRODUCER_NAME: z.string().default("async-producer"),
+  ALLOWED_TARGET_HOSTS: hostPatternsSetting,
+  IDEMPOTENCY_TTL: minDurationSetting("24h", 1000),
+  REDIS_WAIT_REPLICAS: intSetting(0, 0, 100),
+  // WAIT with timeout 0 blocks forever, so a zero timeout is refused rather than passed on.
+  REDIS_WAIT_TIMEOUT: minDurationSetting("1s", 1),
+  REDIS_TIMEOUT: minDurationSetting("2s", 1),
+});
+
+export interface ProducerConfig {
+  readonly port: number;
+  readonly redis: RedisSettings;
+  readonly streamName: string;
+  /** Largest accepted body, in bytes. */
+  readonly requestSizeLimit: number;
+  readonly logLevel: string;
+  readonly systemNamespace: string;
+  readonly producerName: string;
+  /** Targets allowed besides cluster-local Service names (for local use). */
+  readonly allowedTargetHosts: readonly HostPattern[];
+  /** How long an Idempotency-Key is remembered. */
+  readonly idempotencyTtlMs: number;
+  /** Replicas that must confirm a write (Redis WAIT) before the 202; 0 = the primary's ack is enough. */
+  readonly waitReplicas: number;
+  readonly waitTimeoutMs: number;
+  /** How long a Redis write may take before the request is refused with 503. */
+  readonly redisTimeoutMs: number;
+}
+
+export function loadProducerConfig(env: Env): ProducerConfig {
+  const e = parseEnv("producer", producerEnvSchema, env);
+  return Object.freeze({
+    port: e.PORT,
+    redis: withTlsCert(e.REDIS_ADDRESS, e.TLS_CERT),
+    streamName: e.REDIS_STREAM_NAME,
+    requestSizeLimit: e.REQUEST_SIZE_LIMIT,
+    logLevel: e.LOG_LEVEL,
+    systemNamespace: e.SYSTEM_NAMESPACE,
+    producerName: e.PRODUCER_NAME,
+    allowedTargetHosts: e.ALLOWED_TARGET_HOSTS,
+    idempotencyTtlMs: e.IDEMPOTENCY_TTL,
+    waitReplicas: e.REDIS_WAIT_REPLICAS,
+    waitTimeoutMs: e.REDIS_WAIT_TIMEOUT,
+    redisTimeoutMs: e.REDIS_TIMEOUT,
+  });
+}

@@ -1,0 +1,158 @@
+import assert from "node:assert/strict";
+import { describe, test } from "node:test";
+import { AsyncError, ErrorCode } from "../lib/errors.js";
+import {
+  isClusterLocalService,
+  parseHostPattern,
+  producerHostPatterns,
+  resolveTarget,
+  type TargetRules,
+} from "./target.js";
+
+const rules: TargetRules = {
+  allowed: ["localhost:9999", "*.example.test", "[::1]", "127.0.0.1"].map(parseHostPattern),
+  forbidden: [
+    ...producerHostPatterns("async-producer", "knative-serving"),
+    parseHostPattern("127.0.0.1:8081"),
+  ],
+};
+
+function codeOf(fn: () => unknown): string | undefined {
+  try {
+    fn();
+    return undefined;
+  } catch (err) {
+    assert.ok(err instanceof AsyncError, `expected an AsyncError, got ${String(err)}`);
+    return err.code;
+  }
+}
+
+describe("resolveTarget", () => {
+  const cases: { name: string; host?: string[]; url?: string; want: string }[] = [
+    {
+      name: "service.namespace.svc.cluster.local",
+      host: ["app.default.svc.cluster.local"],
+      url: "/a?b=c",
+      want: "http://app.default.svc.cluster.local/a?b=c",
+    },
+    {
+      name: "short .svc form with a port",
+      host: ["app.ns-1.svc:8080"],
+      url: "/",
+      want: "http://app.ns-1.svc:8080/",
+    },
+    { name: "upper case is lowered", host: ["App.Default.SVC"], url: "/x", want: "http://app.default.svc/x" },
+    { name: "allow-list host:port", host: ["localhost:9999"], url: "/x", want: "http://localhost:9999/x" },
+    { name: "allow-list wildcard", host: ["a.b.example.test"], url: "/", want: "http://a.b.example.test/" },
+    {
+      name: "allow-list host without port matches any port",
+      host: ["127.0.0.1:3000"],
+      url: "/",
+      want: "http://127.0.0.1:3000/",
+    },
+    { name: "allow-list IPv6", host: ["[::1]:8080"], url: "/", want: "http://[::1]:8080/" },
+    {
+      name: "a path that looks like an authority stays a path",
+      host: ["app.default.svc"],
+      url: "//evil.com/x",
+      want: "http://app.default.svc//evil.com/x",
+    },
+    { name: "missing header", url: "/", want: ErrorCode.BadTarget },
+    {
+      name: "two headers",
+      host: ["app.default.svc", "app.default.svc"],
+      url: "/",
+      want: ErrorCode.BadTarget,
+    },
+    { name: "empty host", host: [""], url: "/", want: ErrorCode.BadTarget },
+    { name: "userinfo", host: ["user@app.default.svc"], url: "/", want: ErrorCode.BadTarget },
+    { name: "host with a path", host: ["app.default.svc/x"], url: "/", want: ErrorCode.BadTarget },
+    { name: "bad characters", host: ["app .default.svc"], url: "/", want: ErrorCode.BadTarget },
+    { name: "empty label", host: ["app..svc"], url: "/", want: ErrorCode.BadTarget },
+    { name: "port 0", host: ["app.default.svc:0"], url: "/", want: ErrorCode.BadTarget },
+    { name: "port too large", host: ["app.default.svc:70000"], url: "/", want: ErrorCode.BadTarget },
+    { name: "empty port", host: ["app.default.svc:"], url: "/", want: ErrorCode.BadTarget },
+    {
+      name: "absolute-form request target",
+      host: ["app.default.svc"],
+      url: "http://evil.com/",
+      want: ErrorCode.BadTarget,
+    },
+    { name: "asterisk-form request target", host: ["app.default.svc"], url: "*", want: ErrorCode.BadTarget },
+    { name: "external host", host: ["example.com"], url: "/", want: ErrorCode.ForbiddenTarget },
+    { name: "an IP not on the list", host: ["10.0.0.1:80"], url: "/", want: ErrorCode.ForbiddenTarget },
+    { name: "allow-list port mismatch", host: ["localhost:9998"], url: "/", want: ErrorCode.ForbiddenTarget },
+    { name: "wildcard needs a subdomain", host: ["example.test"], url: "/", want: ErrorCode.ForbiddenTarget },
+    { name: "too many labels before svc", host: ["a.b.c.svc"], url: "/", want: ErrorCode.ForbiddenTarget },
+    {
+      name: "svc is not the cluster domain",
+      host: ["app.default.svc.example.com"],
+      url: "/",
+      want: ErrorCode.ForbiddenTarget,
+    },
+    {
+      name: "label longer than 63",
+      host: [`${"a".repeat(64)}.default.svc`],
+      url: "/",
+      want: ErrorCode.ForbiddenTarget,
+    },
+    {
+      name: "the producer itself",
+      host: ["async-producer.knative-serving.svc.cluster.local"],
+      url: "/",
+      want: ErrorCode.ForbiddenTarget,
+    },
+    {
+      name: "the producer itself, short form with port",
+      host: ["async-producer.knative-serving.svc:80"],
+      url: "/",
+      want: ErrorCode.ForbiddenTarget,
+    },
+    {
+      name: "a self host wins over the allow-list",
+      host: ["127.0.0.1:8081"],
+      url: "/",
+      want: ErrorCode.ForbiddenTarget,
+    },
+  ];
+  for (const c of cases) {
+    test(c.name, () => {
+      if (c.want.startsWith("http://")) {
+        assert.equal(resolveTarget(c.host, c.url, rules).url, c.want);
+      } else {
+        assert.equal(
+          codeOf(() => resolveTarget(c.host, c.url, rules)),
+          c.want,
+        );
+      }
+    });
+  }
+});
+
+test("isClusterLocalService follows DNS-1123 labels", () => {
+  assert.equal(isClusterLocalService("my-app.team-a.svc.cluster.local"), true);
+  assert.equal(isClusterLocalService("my-app.team-a.svc"), true);
+  assert.equal(isClusterLocalService("-app.team-a.svc"), false);
+  assert.equal(isClusterLocalService("app.team-.svc"), false);
+  assert.equal(isClusterLocalService("app.team.svc.cluster"), false);
+});
+
+test("parseHostPattern accepts host, host:port and *.suffix, and refuses the rest", () => {
+  assert.deepEqual(parseHostPattern("localhost"), { host: "localhost", wildcard: false });
+  assert.deepEqual(parseHostPattern(" Localhost:80 "), { host: "localhost", wildcard: false, port: 80 });
+  assert.deepEqual(parseHostPattern("*.example.test:81"), {
+    host: ".example.test",
+    wildcard: true,
+    port: 81,
+  });
+  for (const bad of ["*", "*.", "http://x", "a/b", "x:y", "a*.b", "user@x", ""]) {
+    assert.throws(() => parseHostPattern(bad), /is not host/, bad);
+  }
+});
+
+test("the Kubernetes API and kube-system are never targets", () => {
+  assert.equal(isClusterLocalService("kubernetes.default.svc"), false);
+  assert.equal(isClusterLocalService("kubernetes.default.svc.cluster.local"), false);
+  assert.equal(isClusterLocalService("kube-dns.kube-system.svc.cluster.local"), false);
+  assert.equal(isClusterLocalService("kubernetes.team-a.svc"), true, "only the API server's own Service");
+});
