@@ -113,7 +113,7 @@ export interface Action {
   readonly name: string | undefined;
   /** The bearer token the request carried ("" without one): who did it. */
   readonly user: string;
-  /** The request body, for create and update. */
+  /** The request body, for create, update and delete (DeleteOptions). */
   readonly object: KubeObject | undefined;
   /** The HTTP status answered. */
   readonly code: number;
@@ -124,6 +124,8 @@ export interface InducedFailure {
   readonly resource: string;
   readonly subresource?: string;
   readonly name?: string;
+  /** Only requests by this user (bearer token) fail. */
+  readonly user?: string;
   /** Default 500. */
   readonly code?: number;
   /** Default InternalError (Conflict for 409). */
@@ -381,7 +383,10 @@ export class FakeApiServer {
     const user = /^Bearer (.*)$/.exec(req.headers.authorization ?? "")?.[1] ?? "";
     let body: unknown;
     try {
-      body = verb === "create" || verb === "update" || verb === "patch" ? await readJson(req) : undefined;
+      body =
+        verb === "create" || verb === "update" || verb === "patch" || verb === "delete"
+          ? await readJson(req)
+          : undefined;
     } catch (err) {
       if (!(err instanceof HttpError)) throw err;
       this.send(res, err.code, statusBody(err.code, err.reason, err.message));
@@ -407,6 +412,7 @@ export class FakeApiServer {
         f.verb === verb &&
         f.resource === type.plural &&
         f.subresource === subresource &&
+        (f.user === undefined || f.user === user) &&
         (f.name === undefined || f.name === (name ?? (body as KubeObject | undefined)?.metadata?.name)),
     );
     if (failure) {
@@ -555,6 +561,14 @@ export class FakeApiServer {
       case "delete": {
         const object = bucket.get(key);
         if (!object) throw notFound();
+        const uid = (body as { preconditions?: { uid?: string } } | undefined)?.preconditions?.uid;
+        if (uid !== undefined && uid !== object.metadata.uid) {
+          throw new HttpError(
+            409,
+            "Conflict",
+            `Precondition failed: UID in precondition: ${uid}, UID in object meta: ${object.metadata.uid}`,
+          );
+        }
         this.deleteCascading(type.plural, object);
         return [
           200,

@@ -2,7 +2,7 @@
  * Table-driven reconciler tests, after knative.dev/pkg/reconciler/testing: each row names the objects
  * that exist, the key to reconcile, the failures to induce, and what the reconciler must then do: the
  * creates, updates and status updates it sends (request bodies, as the API server received them) and
- * the events it records. Nothing else may be written.
+ * the deletes and the events it records. Nothing else may be written.
  *
  * Each row runs against the fake API server over real HTTP: the row's objects are seeded there, real
  * informers list them into the caches, `reconcile(key)` runs once, and the server's audit of requests
@@ -10,11 +10,11 @@
  */
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import { createLogger } from "../../src/lib/logger.js";
 import type { BuilderConfig } from "../../src/controller/config.js";
 import { KubeEventRecorder } from "../../src/controller/events.js";
 import { KubeClient } from "../../src/controller/kube.js";
 import { IngressReconciler } from "../../src/controller/reconciler.js";
+import { createLogger } from "../../src/lib/logger.js";
 import { FakeApiServer, type InducedFailure, type KubeObject } from "./fake-api-server.js";
 
 export interface TableRow {
@@ -28,6 +28,8 @@ export interface TableRow {
   readonly wantUpdates?: KubeObject[];
   /** Compared on metadata.namespace/name and status, with lastTransitionTime left out. */
   readonly wantStatusUpdates?: KubeObject[];
+  /** `"<resource> <namespace>/<name>"`, in order. */
+  readonly wantDeletes?: string[];
   /** `"<type> <reason> <message>"`, in order. */
   readonly wantEvents?: string[];
   /** The reconcile must fail (and so be retried with backoff), with a message matching this. */
@@ -136,9 +138,14 @@ export function runTable(title: string, config: BuilderConfig, rows: readonly Ta
             "fresh reads",
           );
           assert.deepEqual(
-            writes.filter((a) => a.verb === "delete" || a.verb === "patch"),
+            of("delete").map((a) => `${a.resource} ${a.namespace}/${a.name}`),
+            row.wantDeletes ?? [],
+            "deletes",
+          );
+          assert.deepEqual(
+            writes.filter((a) => a.verb === "patch"),
             [],
-            "the reconciler never deletes or patches",
+            "the reconciler never patches",
           );
         } finally {
           await Promise.all([ingresses.stop(), services.stop()]);
