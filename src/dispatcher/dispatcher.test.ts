@@ -176,6 +176,12 @@ describe("dispatcher (CloudEvent mode, real Redis)", () => {
       assert.equal(await redis.xlen(stream), 0);
       await new Promise((r) => setTimeout(r, 300));
       assert.equal(await redis.xlen(keys.deadLetter), 2, "nothing loops");
+      const metrics = await (await fetch(`http://127.0.0.1:${dispatcher.port}/metrics`)).text();
+      assert.match(
+        metrics,
+        /knative_async_dispatcher_attempts_total\{result="dead-letter",reason="malformed"[^}]*\} 2\n/,
+        "poisoned entries are counted as dead-lettered attempts",
+      );
     } finally {
       await dispatcher.close();
     }

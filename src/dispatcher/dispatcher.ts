@@ -37,6 +37,9 @@ import {
   type StreamEntry,
 } from "./deliver.js";
 
+/** Set on an entry replayed from the dead-letter stream (src/dlq/lua/replay-2.lua): ms, Redis clock. */
+export const REPLAYED_AT_FIELD = "replayedAt";
+
 /** Fields the dispatcher adds to an entry it re-queues for a retry, and reads back. */
 export const META_FIELDS = [
   "attempts",
@@ -226,12 +229,15 @@ export async function startDispatcher(config: DispatcherConfig, deps: Dispatcher
         message: (err as Error).message,
         durationMs: 0,
       };
-      await deadLetter(entry, "malformed", { attempt, firstAttemptAt, outcome });
+      const applied = await deadLetter(entry, "malformed", { attempt, firstAttemptAt, outcome });
+      // There is no request to report(), but the attempt counts like any other dead-lettered one.
+      metrics.attempts.inc({ result: applied ? "dead-letter" : "lease_lost", reason: "malformed" });
       return;
     }
 
     const policy = effectivePolicy(config.retry, request.policy);
-    if (isExpired(request.acceptedAt, started, policy)) {
+    const ageFrom = ageOrigin(request.acceptedAt, entry.fields);
+    if (isExpired(ageFrom, started, policy)) {
       const outcome: DeliveryOutcome = {
         kind: "error",
         code: ErrorCode.TargetTimeout,
@@ -259,7 +265,7 @@ export async function startDispatcher(config: DispatcherConfig, deps: Dispatcher
         attempt,
         method: request.method,
         hasIdempotencyKey: request.headers["Idempotency-Key"] !== undefined,
-        acceptedAt: request.acceptedAt,
+        acceptedAt: ageFrom,
         firstAttemptAt,
         now,
       },
@@ -611,6 +617,18 @@ export async function startDispatcher(config: DispatcherConfig, deps: Dispatcher
       logger.info("dispatcher stopped");
     },
   };
+}
+
+/**
+ * When the entry's age starts: when the producer accepted it, or when someone replayed it from the
+ * dead-letter stream (`replayedAt`, set by the dlq replay script), whichever is later. A replay starts
+ * over with a full set of attempts, and so with a full max age: otherwise an entry dead-lettered past
+ * its max age could never be replayed.
+ */
+function ageOrigin(acceptedAt: number | undefined, fields: readonly string[]): number | undefined {
+  const replayedAt = Number(fieldValue(fields, REPLAYED_AT_FIELD));
+  if (!Number.isFinite(replayedAt) || replayedAt <= 0) return acceptedAt;
+  return Math.max(replayedAt, acceptedAt ?? 0);
 }
 
 interface EntryMeta {

@@ -127,6 +127,57 @@ describe("dead-letter stream", () => {
     }
   });
 
+  test("a replayed entry older than MAX_EVENT_AGE is delivered: a replay starts the age over", async () => {
+    const stream = `s-${randomUUID()}`;
+    const keys = streamKeys(stream);
+    sink.respond = () => ({ status: 200, headers: { "async-target-status": "200" } });
+    const attempts: AttemptInfo[] = [];
+    const dispatcher = await startDispatcher(
+      loadDispatcherConfig({
+        REDIS_ADDRESS: redisServer.address,
+        REDIS_STREAM_NAME: stream,
+        K_SINK: sink.url,
+        PORT: "0",
+        MAX_EVENT_AGE: "1s",
+      }),
+      { logger: createLogger("dispatcher", { level: "silent" }), onAttempt: (a) => attempts.push(a) },
+    );
+    try {
+      const old = encodeEnvelope({
+        id: "expired",
+        url: "http://app.default.svc.cluster.local/work",
+        method: "PUT",
+        headers: {},
+        body: Buffer.from("late"),
+        acceptedAt: Date.now() - 60_000,
+      });
+      // As the dispatcher leaves it (reason max-age), with the mark of an earlier replay.
+      const deadId = (await redis.xadd(
+        keys.deadLetter,
+        "*",
+        "data",
+        old,
+        "replayedAt",
+        "1",
+        "reason",
+        "max-age",
+        "attempts",
+        "0",
+      )) as string;
+      const dlq = new DeadLetters(redis, keys);
+      const before = Date.now();
+      assert.deepEqual(await dlq.replay([deadId]), { replayed: 1, missing: [] });
+      await waitFor(() => attempts.length === 1, { what: "the replayed attempt" });
+      assert.deepEqual(attempts[0]?.decision, { action: "ack" });
+      assert.equal(await dlq.count(), 0);
+      const event = JSON.parse(sink.received.at(-1)?.body.toString() ?? "[]") as string[];
+      assert.equal(event.filter((f) => f === "replayedAt").length, 1, "one mark, the new one");
+      assert.ok(Number(fieldValue(event, "replayedAt")) >= before - 1000);
+    } finally {
+      await dispatcher.close();
+    }
+  });
+
   test("replay --all and purge act on what is there; unknown ids are reported", async () => {
     const stream = `s-${randomUUID()}`;
     const keys = streamKeys(stream);

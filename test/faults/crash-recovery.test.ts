@@ -64,7 +64,7 @@ test("kill -9 of dispatcher and consumer with 1,000 queued: every accepted id de
     }
   };
 
-  const producer = await startProducer(redis, stream, app);
+  const [producer, consumerA] = await Promise.all([startProducer(redis, stream, app), startConsumer()]);
   const accepted: string[] = [];
   let next = 0;
   await Promise.all(
@@ -81,8 +81,7 @@ test("kill -9 of dispatcher and consumer with 1,000 queued: every accepted id de
   assert.equal(acceptedSet.size, REQUESTS, "1,000 distinct ids accepted");
   assert.equal(await client.xlen(stream), REQUESTS, "all 1,000 are in the stream");
 
-  const consumerA = await startConsumer();
-  const dispatcherA = await startDispatcher(redis, stream, consumerA, "dispatcher-a", {
+  const dispatcherA = await startDispatcher(redis, stream, consumerA.url, "dispatcher-a", {
     DISPATCH_CONCURRENCY: "50",
   });
   await waitFor(() => app.received.length >= 150, { timeoutMs: 20_000, what: "150 deliveries started" });
@@ -114,8 +113,9 @@ test("kill -9 of dispatcher and consumer with 1,000 queued: every accepted id de
   assert.ok(queuedAtKill >= 500, `most of the 1,000 were still queued (${queuedAtKill})`);
 
   app.respond = () => ({ status: 200 });
+  // The consumer first: entries are waiting, and the dispatcher would find no consumer to deliver to.
   const consumerB = await startConsumer();
-  const dispatcherB = await startDispatcher(redis, stream, consumerB, "dispatcher-b", {
+  const dispatcherB = await startDispatcher(redis, stream, consumerB.url, "dispatcher-b", {
     DISPATCH_CONCURRENCY: "50",
   });
 

@@ -29,31 +29,35 @@ export function startProducer(
   });
 }
 
-export function startConsumer(env: Record<string, string> = {}): Promise<ComponentProcess> {
-  return startComponent("consumer", env);
+export function startConsumer(
+  env: Record<string, string> = {},
+  options: { port?: number } = {},
+): Promise<ComponentProcess> {
+  return startComponent("consumer", env, options);
 }
 
 export function startDispatcher(
   redis: TestRedisServer,
   stream: string,
-  consumer: ComponentProcess,
+  /** The consumer's URL (K_SINK). */
+  sink: string,
   name: string,
   env: Record<string, string> = {},
 ): Promise<ComponentProcess> {
-  return startComponent("dispatcher", dispatcherEnv(redis, stream, consumer.url, name, env));
+  return startComponent("dispatcher", dispatcherEnv(redis, stream, sink, name, env));
 }
 
 function dispatcherEnv(
   redis: TestRedisServer,
   stream: string,
-  consumerUrl: string,
+  sink: string,
   name: string,
   env: Record<string, string> = {},
 ): Record<string, string> {
   return {
     REDIS_ADDRESS: redis.address,
     REDIS_STREAM_NAME: stream,
-    K_SINK: `${consumerUrl}/`,
+    K_SINK: `${sink}/`,
     DISPATCHER_NAME: name,
     // Short, so that entries of a killed dispatcher are taken over quickly.
     CLAIM_IDLE: "2s",

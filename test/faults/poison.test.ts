@@ -9,7 +9,7 @@ import type { Redis } from "ioredis";
 import { encodeEnvelope, fieldValue } from "../../src/lib/envelope.js";
 import { streamKeys } from "../../src/lib/keys.js";
 import { type RecordingServer, startRecordingServer } from "../helpers/http.js";
-import { waitFor } from "../helpers/net.js";
+import { freePort, waitFor } from "../helpers/net.js";
 import { killAll, runCommand } from "../helpers/processes.js";
 import { startRedisServer, type TestRedisServer } from "../helpers/redis-server.js";
 import {
@@ -44,9 +44,13 @@ after(async () => {
 test("a poisoned entry among 100 good ones: the 100 delivered, the bad one dead-lettered once, nothing loops", {
   timeout: 30_000,
 }, async () => {
-  const stream = "poison"; const T0=Date.now(); const st=(w:string)=>console.log(w, Date.now()-T0);
+  const stream = "poison";
   const keys = streamKeys(stream);
-  const producer = await startProducer(redis, stream, app);
+  const consumerPort = await freePort();
+  const [producer, consumer] = await Promise.all([
+    startProducer(redis, stream, app),
+    startConsumer({}, { port: consumerPort }),
+  ]);
   const accepted: string[] = [];
   const send = async (n: number) => {
     const sent = await sendAsync(producer, app, `/good/${n}`, { body: `good ${n}` });
@@ -62,12 +66,14 @@ test("a poisoned entry among 100 good ones: the 100 delivered, the bad one dead-
     body: Buffer.from("never delivered"),
   }).slice(0, 40);
   const poisonId = (await client.xadd(stream, "*", "data", torn)) as string;
-  for (let n = 50; n < 100; n++) await send(n); st("written");
+  for (let n = 50; n < 100; n++) await send(n);
 
   // The dispatcher starts after all 101 are written, so the poison is read in the middle of a batch.
-  const consumer = await startConsumer();
-  const dispatcher = await startDispatcher(redis, stream, consumer, "d-poison"); st("started");
-  await waitFor(() => deliveriesById(app.received).size === 100, { timeoutMs: 15_000, what: "100 delivered" });
+  const dispatcher = await startDispatcher(redis, stream, consumer.url, "d-poison");
+  await waitFor(() => deliveriesById(app.received).size === 100, {
+    timeoutMs: 15_000,
+    what: "100 delivered",
+  });
   await waitFor(
     async () => {
       const left = await leftovers(client, stream);
@@ -76,10 +82,16 @@ test("a poisoned entry among 100 good ones: the 100 delivered, the bad one dead-
     { timeoutMs: 10_000, what: "the stream drained and one entry dead-lettered" },
   );
 
-  st("drained"); const delivered = deliveriesById(app.received);
+  const delivered = deliveriesById(app.received);
   assert.deepEqual([...delivered.keys()].sort(), [...accepted].sort(), "the 100 good ones, and only them");
-  assert.ok([...delivered.values()].every((n) => n === 1), "each once");
-  const [[deadId, fields] = ["", []]] = (await client.xrange(keys.deadLetter, "-", "+")) as [string, string[]][];
+  assert.ok(
+    [...delivered.values()].every((n) => n === 1),
+    "each once",
+  );
+  const [[deadId, fields] = ["", []]] = (await client.xrange(keys.deadLetter, "-", "+")) as [
+    string,
+    string[],
+  ][];
   assert.equal(fieldValue(fields, "data"), torn, "the entry is kept as it was, to be inspected");
   assert.equal(fieldValue(fields, "reason"), "malformed");
   assert.equal(fieldValue(fields, "sourceEntryId"), poisonId);
@@ -109,9 +121,12 @@ test("a poisoned entry among 100 good ones: the 100 delivered, the bad one dead-
     "100 deliveries, no retries",
   );
 
-  st("slept");  // The CLI shows it as undecodable rather than failing on it.
-  const listed = await runCommand(["dlq", "list"], { REDIS_ADDRESS: redis.address, REDIS_STREAM_NAME: stream });
+  // The CLI shows it as undecodable rather than failing on it.
+  const listed = await runCommand(["dlq", "list"], {
+    REDIS_ADDRESS: redis.address,
+    REDIS_STREAM_NAME: stream,
+  });
   assert.equal(listed.code, 0, listed.stderr);
   assert.match(listed.stdout, new RegExp(`${deadId}.*malformed.*attempts=1.*\\(undecodable: `));
-  st("cli"); await Promise.all([producer.kill(), dispatcher.kill(), consumer.kill()]); st("killed");
+  await Promise.all([producer.kill(), dispatcher.kill(), consumer.kill()]);
 });

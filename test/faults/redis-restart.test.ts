@@ -40,7 +40,15 @@ interface Outcome {
 test("Redis restarted (AOF, appendfsync always) during a load: every 202 is delivered", {
   timeout: 60_000,
 }, async (t) => {
-  const { producer, consumer, dispatcher, stream } = await startPipeline(redis, app);
+  // A slow app and few delivery slots: deliveries fall behind the load, so at the kill a backlog is
+  // queued and some deliveries are in flight, and all of it must survive the restart.
+  app.respond = async () => {
+    await sleep(20);
+    return { status: 200 };
+  };
+  const { producer, consumer, dispatcher, stream } = await startPipeline(redis, app, {
+    dispatcher: { DISPATCH_CONCURRENCY: "4" },
+  });
   let phase: Outcome["phase"] = "before";
   let loading = true;
   const outcomes: Outcome[] = [];
@@ -58,6 +66,7 @@ test("Redis restarted (AOF, appendfsync always) during a load: every 202 is deli
   );
 
   await sleep(1000);
+  const backlogAtKill = await client.xlen(stream);
   phase = "down";
   await redis.stop("SIGKILL");
   await sleep(1000);
@@ -83,6 +92,7 @@ test("Redis restarted (AOF, appendfsync always) during a load: every 202 is deli
     "accepted before the kill",
   );
   assert.ok(refused.length > 0, "the load ran into the outage");
+  assert.ok(backlogAtKill > 0, "entries were waiting for delivery at the kill");
 
   const missing = () => {
     const delivered = deliveriesById(app.received);
@@ -107,7 +117,8 @@ test("Redis restarted (AOF, appendfsync always) during a load: every 202 is deli
     `${outcomes.length} requests: ${accepted.length} got 202 (all delivered; ` +
       `${accepted.filter((o) => o.phase === "before").length} before the kill, ` +
       `${accepted.filter((o) => o.phase === "after").length} after the restart), ${refused.length} got 503 ` +
-      `(${refusedButDelivered} of them delivered anyway); ${duplicates} duplicate deliveries`,
+      `(${refusedButDelivered} of them delivered anyway); ${backlogAtKill} undelivered at the kill; ` +
+      `${duplicates} duplicate deliveries`,
   );
   await Promise.all([producer.kill(), dispatcher.kill(), consumer.kill()]);
 });

@@ -2,6 +2,8 @@
   Moves dead-lettered entries back to the end of the request stream, in one step each: the entry is
   never in both streams, and never lost between them. The delivery context is dropped, so the replayed
   request starts over with a full set of attempts; its `data` (and any other original field) is kept.
+  A `replayedAt` field (ms, Redis clock) is added: the dispatcher counts the max age from it, so an
+  entry dead-lettered past its max age can be replayed too.
 
   KEYS[1] the dead-letter stream
   KEYS[2] the request stream
@@ -11,8 +13,10 @@
 ]]
 local context = {
   attempts = true, firstAttemptAt = true, lastAttemptAt = true, lastStatus = true, lastError = true,
-  reason = true, deadLetteredAt = true, sourceEntryId = true,
+  reason = true, deadLetteredAt = true, sourceEntryId = true, replayedAt = true,
 }
+local time = redis.call("TIME")
+local now = tostring(tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000))
 local result = {}
 for i = 1, #ARGV do
   local found = redis.call("XRANGE", KEYS[1], ARGV[i], ARGV[i])
@@ -31,6 +35,8 @@ for i = 1, #ARGV do
       -- Nothing but delivery context: keep the entry as it is rather than writing an empty one.
       result[#result + 1] = ""
     else
+      kept[#kept + 1] = "replayedAt"
+      kept[#kept + 1] = now
       result[#result + 1] = redis.call("XADD", KEYS[2], "*", unpack(kept))
       redis.call("XDEL", KEYS[1], ARGV[i])
     end
