@@ -564,7 +564,8 @@ describe("REDIS_WAIT_REPLICAS against a real replica", () => {
         REDIS_ADDRESS: primary.address,
         REDIS_STREAM_NAME: stream,
         REDIS_WAIT_REPLICAS: "1",
-        REDIS_WAIT_TIMEOUT: "300ms",
+        // Long enough that a replica that is up confirms in time even on a busy 2-core machine.
+        REDIS_WAIT_TIMEOUT: "1s",
         REDIS_TIMEOUT: "1s",
       }),
       { logger: createLogger("producer", { level: "silent" }) },
@@ -597,7 +598,7 @@ describe("REDIS_WAIT_REPLICAS against a real replica", () => {
     assert.equal(reply.headers["retry-after"], "1");
     const id = String(reply.headers["async-request-id"]);
     assert.match(String(reply.json.message), /primary only.*may still be delivered/);
-    assert.ok(Date.now() - started >= 250, "answered only after the WAIT timeout");
+    assert.ok(Date.now() - started >= 900, "answered only after the WAIT timeout");
     assert.ok((await idsInStream()).includes(id));
   });
 
@@ -627,10 +628,12 @@ describe("REDIS_WAIT_REPLICAS against a real replica", () => {
     assert.equal(again.headers["async-request-id"], id);
 
     replica = startReplica(replicaPort, primary.port, replicaDir);
-    await waitFor(async () => /slave0:.*state=online/.test(await redis.info("replication")), {
-      timeoutMs: 10_000,
-      what: "the replica to sync",
-    });
+    // "online" can show before the replica acknowledges offsets; a WAIT that succeeds proves it does.
+    await waitFor(
+      async () =>
+        /slave0:.*state=online/.test(await redis.info("replication")) && (await redis.wait(1, 1000)) >= 1,
+      { timeoutMs: 15_000, what: "the replica to sync and acknowledge" },
+    );
     const accepted = await send(producer.port, { headers, body: "order 1" });
     assert.equal(accepted.status, 202);
     assert.equal(accepted.headers["async-request-id"], id);
