@@ -21,6 +21,7 @@ export interface Answer {
 }
 
 /** Answers by returning (or resolving to) an Answer, or by writing to `res` itself. */
+// biome-ignore lint/suspicious/noConfusingVoidType: responders that write to `res` themselves return nothing.
 export type Responder = (received: Received, res: ServerResponse) => void | Answer | Promise<void | Answer>;
 
 export interface RecordingServer {
