@@ -7,7 +7,7 @@
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import { Counter, Histogram, type Registry } from "prom-client";
 import { AsyncError, ErrorCode, errorCodeOf } from "../lib/errors.js";
-import { ADMIN_PATHS, closeServer, listen, sendError, serveAdmin } from "../lib/http.js";
+import { ADMIN_PATHS, closeServer, listen, readBody, sendError, serveAdmin } from "../lib/http.js";
 import type { Logger } from "../lib/logger.js";
 import { createRegistry, LATENCY_BUCKETS } from "../lib/metrics.js";
 import { type DeliveryOutcome, outcomeToHttp } from "../lib/outcome.js";
@@ -67,7 +67,15 @@ export async function startConsumer(config: ConsumerConfig, deps: ConsumerDeps):
   const handleEvent = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     let body: Buffer;
     try {
-      body = await readBody(req, config.eventSizeLimit);
+      body = await readBody(req, {
+        limit: config.eventSizeLimit,
+        tooLarge: () =>
+          new AsyncError(
+            ErrorCode.BodyTooLarge,
+            `event body is larger than EVENT_SIZE_LIMIT (${config.eventSizeLimit} bytes)`,
+          ),
+        afterLimit: "drain",
+      });
     } catch (err) {
       deliveries.inc({ outcome: errorCodeOf(err) });
       logger.warn({ ceId: req.headers["ce-id"], err: (err as Error).message }, "event not read");
@@ -155,51 +163,4 @@ export async function startConsumer(config: ConsumerConfig, deps: ConsumerDeps):
 
 function outcomeLabel(outcome: DeliveryOutcome): string {
   return outcome.kind === "response" ? `${Math.floor(outcome.status / 100)}xx` : outcome.code;
-}
-
-/**
- * Reads the whole body, refusing it as soon as it is known to be larger than `limit` (413): from
- * Content-Length when declared, else while it streams. The rest of an oversized body is drained and
- * dropped, so the sender can read the 413 instead of a reset.
- */
-function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
-  const tooLarge = () =>
-    new AsyncError(ErrorCode.BodyTooLarge, `event body is larger than EVENT_SIZE_LIMIT (${limit} bytes)`);
-  const declared = Number(req.headers["content-length"]);
-  if (declared > limit) {
-    req.resume();
-    return Promise.reject(tooLarge());
-  }
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    const cleanup = () => {
-      req.off("data", onData);
-      req.off("end", onEnd);
-      req.off("error", onFail);
-      req.off("close", onFail);
-    };
-    const onData = (chunk: Buffer) => {
-      size += chunk.length;
-      if (size > limit) {
-        cleanup();
-        req.resume();
-        reject(tooLarge());
-        return;
-      }
-      chunks.push(chunk);
-    };
-    const onEnd = () => {
-      cleanup();
-      resolve(chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, size));
-    };
-    const onFail = () => {
-      cleanup();
-      reject(new AsyncError(ErrorCode.BodyAborted, "the sender went away before the event was read"));
-    };
-    req.on("data", onData);
-    req.on("end", onEnd);
-    req.on("error", onFail);
-    req.on("close", onFail);
-  });
 }

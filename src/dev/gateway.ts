@@ -7,7 +7,7 @@
  * Like the real route, it overwrites any Async-Original-Host the client sent.
  */
 import { Agent, createServer, type IncomingMessage, request, type Server } from "node:http";
-import { closeServer, listen } from "../lib/http.js";
+import { closeServer, HOP_BY_HOP_HEADERS, listen } from "../lib/http.js";
 
 export interface GatewayOptions {
   readonly port: number;
@@ -22,18 +22,6 @@ export interface RunningGateway {
   readonly port: number;
   close(): Promise<void>;
 }
-
-const HOP_BY_HOP = new Set([
-  "connection",
-  "keep-alive",
-  "proxy-authenticate",
-  "proxy-authorization",
-  "proxy-connection",
-  "te",
-  "trailer",
-  "transfer-encoding",
-  "upgrade",
-]);
 
 /** True when the Prefer header (possibly several, comma-separated preferences) holds `token`. */
 export function prefers(values: readonly string[] | undefined, token: string): boolean {
@@ -61,7 +49,12 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
       (req.headersDistinct.connection ?? []).flatMap((v) => v.split(",").map((s) => s.trim().toLowerCase())),
     );
     for (const [name, values] of Object.entries(req.headersDistinct)) {
-      if (values && !HOP_BY_HOP.has(name) && !connectionNamed.has(name) && name !== "async-original-host") {
+      if (
+        values &&
+        !HOP_BY_HOP_HEADERS.has(name) &&
+        !connectionNamed.has(name) &&
+        name !== "async-original-host"
+      ) {
         headers[name] = values;
       }
     }
@@ -73,7 +66,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
       (upstreamRes) => {
         const responseHeaders: Record<string, string[]> = {};
         for (const [name, values] of Object.entries(upstreamRes.headersDistinct)) {
-          if (values && !HOP_BY_HOP.has(name)) responseHeaders[name] = values;
+          if (values && !HOP_BY_HOP_HEADERS.has(name)) responseHeaders[name] = values;
         }
         res.writeHead(upstreamRes.statusCode ?? 502, responseHeaders);
         upstreamRes.pipe(res);

@@ -5,7 +5,7 @@
 import type { IncomingMessage, Server, ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import type { Registry } from "prom-client";
-import { errorBody, httpStatusOf } from "./errors.js";
+import { AsyncError, ErrorCode, errorBody, httpStatusOf } from "./errors.js";
 
 export interface AdminEndpoints {
   readonly registry: Registry;
@@ -109,3 +109,77 @@ export function closeServer(server: Server, graceMs = 10_000): Promise<void> {
     server.closeIdleConnections();
   });
 }
+
+export interface BodyLimit {
+  /** Largest body accepted, in bytes. */
+  readonly limit: number;
+  /** The 413 error to reject with. */
+  readonly tooLarge: () => AsyncError;
+  /**
+   * What to do with the rest of a body that passed the limit: `drain` reads and drops it, so that a
+   * trusted sender reads the 413 rather than a reset; `stop` leaves it unread, so that an untrusted
+   * client cannot make us read an endless upload, and the caller answers and closes the connection.
+   */
+  readonly afterLimit: "drain" | "stop";
+}
+
+/**
+ * Reads a whole body, refusing it as soon as it is known to be larger than the limit: from
+ * Content-Length when declared, else while it streams. No more than `limit` bytes are ever held.
+ */
+export function readBody(req: IncomingMessage, options: BodyLimit): Promise<Buffer> {
+  const { limit } = options;
+  const refuse = () => {
+    if (options.afterLimit === "drain") req.resume();
+    else req.pause();
+    return options.tooLarge();
+  };
+  if (Number(req.headers["content-length"]) > limit) return Promise.reject(refuse());
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const cleanup = () => {
+      req.off("data", onData);
+      req.off("end", onEnd);
+      req.off("error", onError);
+      req.off("close", onClose);
+    };
+    const onData = (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > limit) {
+        cleanup();
+        reject(refuse());
+        return;
+      }
+      chunks.push(chunk);
+    };
+    const onEnd = () => {
+      cleanup();
+      resolve(chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, size));
+    };
+    const onError = (err: Error) => {
+      cleanup();
+      reject(new AsyncError(ErrorCode.BodyAborted, "the body was not received completely", { cause: err }));
+    };
+    const onClose = () => {
+      if (!req.complete) onError(new Error("connection closed before the body ended"));
+    };
+    req.on("data", onData);
+    req.on("end", onEnd);
+    req.on("error", onError);
+    req.on("close", onClose);
+  });
+}
+
+/** Hop-by-hop headers (RFC 9110 section 7.6.1), plus Proxy-Connection, which some clients still send. */
+export const HOP_BY_HOP_HEADERS: ReadonlySet<string> = new Set([
+  "connection",
+  "keep-alive",
+  "proxy-authenticate",
+  "proxy-authorization",
+  "proxy-connection",
+  "te",
+  "trailer",
+  "transfer-encoding",
+  "upgrade",
+]);

@@ -20,6 +20,7 @@
 import { Agent, type Dispatcher } from "undici";
 import type { AsyncRequest } from "./envelope.js";
 import { ErrorCode } from "./errors.js";
+import { HOP_BY_HOP_HEADERS } from "./http.js";
 import { type DeliveryOutcome, parseRetryAfter } from "./outcome.js";
 
 export interface ReplayerOptions {
@@ -38,26 +39,13 @@ export interface Replayer {
   close(): Promise<void>;
 }
 
-/** RFC 9110 section 7.6.1, plus Proxy-Connection, which some clients still send. */
-const HOP_BY_HOP: readonly string[] = [
-  "connection",
-  "keep-alive",
-  "proxy-authenticate",
-  "proxy-authorization",
-  "proxy-connection",
-  "te",
-  "trailer",
-  "transfer-encoding",
-  "upgrade",
-];
-
 /**
  * Headers never replayed. Besides hop-by-hop ones: Host (the url's host is used, as the original did),
  * Content-Length (recomputed from the body), Expect (the body is already here, and undici refuses it),
  * our internal routing headers, and the headers this module sets itself.
  */
 const DROPPED: ReadonlySet<string> = new Set([
-  ...HOP_BY_HOP,
+  ...HOP_BY_HOP_HEADERS,
   "host",
   "content-length",
   "expect",

@@ -19,6 +19,7 @@ import {
   type AdminEndpoints,
   closeServer,
   listen,
+  readBody,
   sendError,
   sendJson,
   serveAdmin,
@@ -199,7 +200,11 @@ export async function startProducer(config: ProducerConfig, deps: ProducerDeps):
       throw bodyTooLarge(config.requestSizeLimit);
     }
     if (expectsContinue) res.writeContinue();
-    const body = await readBody(req, config.requestSizeLimit);
+    const body = await readBody(req, {
+      limit: config.requestSizeLimit,
+      tooLarge: () => bodyTooLarge(config.requestSizeLimit),
+      afterLimit: "stop",
+    });
 
     const method = req.method ?? "GET";
     const policy = parsePolicyHeader(headers[POLICY_HEADER]?.join("; "));
@@ -288,50 +293,6 @@ export async function startProducer(config: ProducerConfig, deps: ProducerDeps):
 
 function bodyTooLarge(limit: number): AsyncError {
   return new AsyncError(ErrorCode.BodyTooLarge, `the request body is larger than ${limit} bytes`);
-}
-
-/**
- * Reads the body, failing as soon as it passes `limit`, so no more than `limit` bytes are ever held.
- * After a failure the request is left paused: the caller answers and closes the connection.
- */
-function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    const cleanup = () => {
-      req.off("data", onData);
-      req.off("end", onEnd);
-      req.off("error", onError);
-      req.off("close", onClose);
-    };
-    const onData = (chunk: Buffer) => {
-      size += chunk.length;
-      if (size > limit) {
-        cleanup();
-        req.pause();
-        reject(bodyTooLarge(limit));
-        return;
-      }
-      chunks.push(chunk);
-    };
-    const onEnd = () => {
-      cleanup();
-      resolve(chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, size));
-    };
-    const onError = (err: Error) => {
-      cleanup();
-      reject(
-        new AsyncError(ErrorCode.BodyAborted, "the request body was not received completely", { cause: err }),
-      );
-    };
-    const onClose = () => {
-      if (!req.complete) onError(new Error("connection closed before the body ended"));
-    };
-    req.on("data", onData);
-    req.on("end", onEnd);
-    req.on("error", onError);
-    req.on("close", onClose);
-  });
 }
 
 class RedisTimeout extends Error {
