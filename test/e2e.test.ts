@@ -7,6 +7,7 @@ import { randomBytes } from "node:crypto";
 import { after, before, describe, test } from "node:test";
 import { type RunningDev, startDev } from "../src/dev/dev.js";
 import type { AttemptInfo } from "../src/dispatcher/dispatcher.js";
+import { connectRedis, parseRedisAddress } from "../src/lib/redis.js";
 import { waitFor } from "./helpers/net.js";
 import { startRedisServer, type TestRedisServer } from "./helpers/redis-server.js";
 
@@ -110,6 +111,30 @@ describe("end to end through the dev-mode wiring", () => {
       assert.equal(received.headers["async-original-host"], undefined, "internal routing header stripped");
     }
     assert.ok(attempts.filter((a) => a.decision.action === "ack").length >= 200);
+  });
+
+  test("an entry written by the original Go producer, in its exact format, is replayed correctly", async () => {
+    const redisClient = connectRedis(parseRedisAddress(redis.address), { name: "e2e-original" });
+    try {
+      const host = `127.0.0.1:${dev.ports.app}`;
+      // Byte for byte what the original producer's json.Marshal(requestData) writes: canonical header
+      // names, Async-Original-Host among them, no Host, no acceptedAt, no body encoding.
+      const original = `{"id":"1eb6f4d2-8c4b-6d5e-9b1a-0242ac120002","url":"http://${host}/original?lang=go","body":"{\\"greeting\\":\\"hello\\"}","header":{"Accept":["*/*"],"Async-Original-Host":["${host}"],"Content-Type":["application/json"],"Prefer":["respond-async"],"User-Agent":["curl/7.64.1"],"X-Many":["a","b"]},"method":"POST"}`;
+      await redisClient.xadd("e2e", "*", "data", original);
+      await waitFor(() => dev.app.received.some((r) => r.url === "/original?lang=go"), {
+        what: "original entry delivered",
+      });
+      const received = dev.app.received.find((r) => r.url === "/original?lang=go");
+      assert.equal(received?.method, "POST");
+      assert.equal(received?.body.toString(), '{"greeting":"hello"}');
+      assert.deepEqual(received?.headers["x-many"], ["a", "b"]);
+      assert.deepEqual(received?.headers["user-agent"], ["curl/7.64.1"]);
+      assert.deepEqual(received?.headers.prefer, ["respond-sync"]);
+      assert.equal(received?.headers["async-original-host"], undefined);
+      assert.deepEqual(received?.headers["async-request-id"], ["1eb6f4d2-8c4b-6d5e-9b1a-0242ac120002"]);
+    } finally {
+      redisClient.disconnect();
+    }
   });
 
   test("sync requests go straight to the app and get its answer", async () => {
