@@ -58,8 +58,12 @@ async function start(
   return { proc, port };
 }
 
-export function startProducer(ctx: Context, label: string): Promise<Started> {
-  return start(ctx, "producer", label, { ALLOWED_TARGET_HOSTS: appHost(ctx) });
+/** `workers` is PRODUCER_WORKERS; unset, the producer's default (one process). */
+export function startProducer(ctx: Context, label: string, workers?: string): Promise<Started> {
+  return start(ctx, "producer", label, {
+    ALLOWED_TARGET_HOSTS: appHost(ctx),
+    ...(workers === undefined ? {} : { PRODUCER_WORKERS: workers }),
+  });
 }
 
 export function startConsumer(ctx: Context, label: string): Promise<Started> {

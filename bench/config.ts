@@ -37,6 +37,11 @@ export const benchEnvSchema = z.object({
   BENCH_WARMUP: intSetting(2, 0, 600),
   /** Connections for the ingest scenarios. */
   BENCH_CONNECTIONS: intSetting(50, 1, 10_000),
+  /**
+   * PRODUCER_WORKERS settings the ingest scenario runs side by side; the first is held to the targets
+   * and also runs ingest-size.
+   */
+  BENCH_PRODUCER_WORKERS: listSetting(["auto", "1"]).refine((list) => list.length > 0, "name at least one"),
   /** Body sizes of the ingest-by-size scenario, in bytes. */
   BENCH_SIZES: sizeList,
   /** Seconds of load per size in the ingest-by-size scenario. */
@@ -95,6 +100,7 @@ export interface BenchConfig {
   readonly warmupS: number;
   readonly rounds: number;
   readonly connections: number;
+  readonly producerWorkers: readonly string[];
   readonly sizes: readonly number[];
   readonly sizeDurationS: number;
   readonly drainEntries: number;
@@ -121,6 +127,7 @@ export function loadBenchConfig(env: Env): BenchConfig {
     warmupS: e.BENCH_WARMUP,
     rounds: e.BENCH_ROUNDS,
     connections: e.BENCH_CONNECTIONS,
+    producerWorkers: e.BENCH_PRODUCER_WORKERS,
     sizes: e.BENCH_SIZES,
     sizeDurationS: e.BENCH_SIZE_DURATION,
     drainEntries: e.BENCH_DRAIN_ENTRIES,

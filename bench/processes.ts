@@ -317,8 +317,53 @@ export function machineBusyS(): number {
   }
 }
 
+/** Process ids by parent process id, from /proc/<pid>/stat (field 4). */
+export function childrenByParent(): Map<number, number[]> {
+  const out = new Map<number, number[]>();
+  let entries: string[];
+  try {
+    entries = readdirSync("/proc");
+  } catch {
+    return out;
+  }
+  for (const entry of entries) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, "utf8");
+      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+      const list = out.get(ppid);
+      if (list) list.push(Number(entry));
+      else out.set(ppid, [Number(entry)]);
+    } catch {
+      // Gone meanwhile.
+    }
+  }
+  return out;
+}
+
 /**
- * Samples processes every `intervalMs` while a scenario runs: peak RSS seen and CPU used (as a fraction
+ * A process with all its descendants (a producer's cluster workers), summed: RSS and VmHWM count pages
+ * shared between them (the node binary) once per process, so the sum is an upper bound.
+ */
+export function sampleTree(
+  pid: number,
+  children: ReadonlyMap<number, readonly number[]>,
+): ProcSample | undefined {
+  const root = sampleProc(pid);
+  if (root === undefined) return undefined;
+  let { rss, hwm, cpuS } = root;
+  for (const child of children.get(pid) ?? []) {
+    const s = sampleTree(child, children);
+    if (s === undefined) continue;
+    rss += s.rss;
+    hwm += s.hwm;
+    cpuS += s.cpuS;
+  }
+  return { rss, hwm, cpuS };
+}
+
+/**
+ * Samples processes (each with its descendants) every `intervalMs` while a scenario runs: peak RSS seen and CPU used (as a fraction
  * of one core) between start and stop, and how much CPU everything else on the machine took meanwhile
  * (`other`), which says how far other work skewed the figures.
  */
@@ -342,8 +387,9 @@ export class ProcWatch {
   }
 
   private sample(): void {
+    const children = childrenByParent();
     for (const [name, pid] of Object.entries(this.pids)) {
-      const s = sampleProc(pid);
+      const s = sampleTree(pid, children);
       if (s === undefined) continue;
       this.last.set(name, s);
       this.peakRss.set(name, Math.max(this.peakRss.get(name) ?? 0, s.rss));

@@ -155,41 +155,67 @@ export async function ingest(ctx: Context): Promise<ScenarioResult> {
   };
   await flush(ctx);
   const { helper: ceiling, ready } = await startHelper<{ port: number }>("ceiling.ts");
+  type Measured = Awaited<ReturnType<typeof measureProducer>>;
   const rounds: {
     ceiling: LoadResult;
     ceilingCpu: Record<string, number>;
-    producer: Awaited<ReturnType<typeof measureProducer>>;
+    /** The first PRODUCER_WORKERS setting's run: the one held to the targets. */
+    producer: Measured;
+    /** One run per PRODUCER_WORKERS setting, in the order configured. */
+    producers: Measured[];
   }[] = [];
+  const producers: Started[] = [];
   try {
-    const producer = await startProducer(ctx, "ingest-producer");
-    try {
-      const ceilingRequest = { ...body, url: `http://127.0.0.1:${ready.port}${BENCH_PATH}` };
-      const producerRequest = { ...body, url: `http://127.0.0.1:${producer.port}${BENCH_PATH}` };
-      await warmUp(ctx, ceilingRequest);
-      await warmUp(ctx, producerRequest);
-      for (let round = 1; round <= config.rounds; round++) {
-        log(
-          `ingest: round ${round}/${config.rounds}, ceiling then producer, ${config.durationS} s each at ${config.connections} connections`,
-        );
-        const watch = new ProcWatch({ ceiling: ceiling.pid, load: ctx.loadPid });
-        const ceilingResult = await autocannon(ctx, { ...ceilingRequest, durationS: config.durationS });
-        watch.stop();
+    for (const workers of config.producerWorkers) {
+      producers.push(await startProducer(ctx, `ingest-producer-${workers}`, workers));
+    }
+    const ceilingRequest = { ...body, url: `http://127.0.0.1:${ready.port}${BENCH_PATH}` };
+    const producerRequest = (p: Started) => ({ ...body, url: `http://127.0.0.1:${p.port}${BENCH_PATH}` });
+    await warmUp(ctx, ceilingRequest);
+    for (const p of producers) await warmUp(ctx, producerRequest(p));
+    for (let round = 1; round <= config.rounds; round++) {
+      log(
+        `ingest: round ${round}/${config.rounds}, ceiling then producer (PRODUCER_WORKERS ${config.producerWorkers.join(", ")}), ${config.durationS} s each at ${config.connections} connections`,
+      );
+      const watch = new ProcWatch({ ceiling: ceiling.pid, load: ctx.loadPid });
+      const ceilingResult = await autocannon(ctx, { ...ceilingRequest, durationS: config.durationS });
+      watch.stop();
+      const measured: Measured[] = [];
+      for (const p of producers) {
         await sleep(300);
-        const measured = await measureProducer(ctx, producer, {
-          ...producerRequest,
-          durationS: config.durationS,
-        });
-        rounds.push({ ceiling: ceilingResult, ceilingCpu: watch.cpu(), producer: measured });
-        // Keeps Redis's memory (and so its speed) the same for every round.
+        measured.push(await measureProducer(ctx, p, { ...producerRequest(p), durationS: config.durationS }));
+        // Keeps Redis's memory (and so its speed) the same for every run.
         await ctx.redis.xtrim(STREAM, "MAXLEN", 0);
       }
-    } finally {
-      await producer.proc.stop();
+      rounds.push({
+        ceiling: ceilingResult,
+        ceilingCpu: watch.cpu(),
+        producer: measured[0] as Measured,
+        producers: measured,
+      });
     }
   } finally {
+    await Promise.all(producers.map((p) => p.proc.stop()));
     await ceiling.stop();
     await flush(ctx);
   }
+
+  const otherSettings = config.producerWorkers.slice(1).map((workers, i) => {
+    const runs = rounds.map((r) => r.producers[i + 1] as Measured);
+    return {
+      workers,
+      rps: Math.round(median(runs.map((m) => m.result.rps))),
+      ratio: round(median(rounds.map((r, j) => (runs[j] as Measured).result.rps / r.ceiling.rps)), 3),
+      p50Ms: median(runs.map((m) => m.result.latencyMs.p50)),
+      p99Ms: median(runs.map((m) => m.result.latencyMs.p99)),
+      maxMs: Math.max(...runs.map((m) => m.result.latencyMs.max)),
+      peakRssMb: Math.max(...runs.map((m) => m.peakRssMb)),
+      cpuUsPerRequest: Math.round(median(runs.map((m) => ((m.cpu.producer ?? 0) * 1e6) / m.result.rps))),
+      lossless: runs.every((m) => m.lossless && m.result.non2xx + m.result.errors === 0),
+      roundsRps: runs.map((m) => Math.round(m.result.rps)),
+      cpu: runs[Math.floor(runs.length / 2)]?.cpu ?? {},
+    };
+  });
 
   const producerRps = median(rounds.map((r) => r.producer.result.rps));
   const ceilingRps = median(rounds.map((r) => r.ceiling.rps));
@@ -219,7 +245,9 @@ export async function ingest(ctx: Context): Promise<ScenarioResult> {
         stored: r.producer.stored,
         cpuCores: { producerRun: r.producer.cpu, ceilingRun: r.ceilingCpu },
       })),
+      producerWorkers: config.producerWorkers[0],
       producer: { rps: Math.round(producerRps), p50Ms: p50, p99Ms: p99, maxMs: max },
+      otherProducers: otherSettings,
       ceiling: { rps: Math.round(ceilingRps) },
       ratio: round(ratio, 3),
       accepted,
@@ -247,7 +275,7 @@ export async function ingest(ctx: Context): Promise<ScenarioResult> {
       },
       {
         scenario: "ingest",
-        run: `producer; rounds ${roundsText((r) => r.producer.result.rps)}`,
+        run: `producer (PRODUCER_WORKERS=${config.producerWorkers[0]}); rounds ${roundsText((r) => r.producer.result.rps)}`,
         rate: `${fmt(producerRps)} req/s`,
         p50: fmt(p50),
         p99: fmt(p99),
@@ -256,6 +284,17 @@ export async function ingest(ctx: Context): Promise<ScenarioResult> {
         cpu: middle ? cpuText(middle.producer.cpu) : "",
         lossless: `${lossless} (${accepted} accepted, ${stored} stored)`,
       },
+      ...otherSettings.map((o) => ({
+        scenario: "ingest",
+        run: `producer (PRODUCER_WORKERS=${o.workers}); rounds ${o.roundsRps.join(" / ")}; ratio ${o.ratio}`,
+        rate: `${fmt(o.rps)} req/s`,
+        p50: fmt(o.p50Ms),
+        p99: fmt(o.p99Ms),
+        max: fmt(o.maxMs),
+        rss: String(o.peakRssMb),
+        cpu: cpuText(o.cpu),
+        lossless: String(o.lossless),
+      })),
     ],
     targets: [
       atLeast("ingest req/s (1 KiB, 50 conn)", producerRps, TARGET.ingestRps),
@@ -296,7 +335,11 @@ export async function ingestBySize(ctx: Context): Promise<ScenarioResult> {
     );
     await flush(ctx);
     // A fresh producer per size, so its peak RSS (VmHWM) belongs to this size alone.
-    const producer = await startProducer(ctx, `ingest-size-${size}-producer`);
+    const producer = await startProducer(
+      ctx,
+      `ingest-size-${size}-producer`,
+      config.producerWorkers[0] as string,
+    );
     // Large bodies would fill Redis's memory within seconds; trimming keeps `entries-added` counting.
     const trim = () => ctx.redis.xtrim(STREAM, "MAXLEN", 0).catch(() => undefined);
     const trimmer = size >= 64 * 1024 ? setInterval(trim, 500) : undefined;

@@ -52,14 +52,28 @@ export async function startConsumer(config: ConsumerConfig, deps: ConsumerDeps):
   let closing = false;
   const admin = { registry, ready: async () => !closing };
 
+  // prom-client hashes the labels on every inc(); the children are few (status classes, error codes).
+  const deliveriesByOutcome = new Map<string, Counter.Internal>();
+  const countDelivery = (outcome: string): void => {
+    let child = deliveriesByOutcome.get(outcome);
+    if (child === undefined) {
+      child = deliveries.labels(outcome);
+      deliveriesByOutcome.set(outcome, child);
+    }
+    child.inc();
+  };
+
   const reply = (res: ServerResponse, http: ReturnType<typeof outcomeToHttp>): void => {
-    const headers: Record<string, string | number> = {
-      ...http.headers,
-      "content-type": "application/json",
-      "content-length": Buffer.byteLength(http.body),
-    };
+    // A flat [name, value, ...] list: Node writes it as it is, with no header object to build.
+    const headers = [
+      "content-type",
+      "application/json",
+      "content-length",
+      String(Buffer.byteLength(http.body)),
+    ];
+    for (const name in http.headers) headers.push(name, http.headers[name] as string);
     // While closing, every answer ends its connection so close() is not left waiting on keep-alives.
-    if (closing) headers.connection = "close";
+    if (closing) headers.push("connection", "close");
     res.writeHead(http.status, headers);
     res.end(http.body);
   };
@@ -77,7 +91,7 @@ export async function startConsumer(config: ConsumerConfig, deps: ConsumerDeps):
         afterLimit: "drain",
       });
     } catch (err) {
-      deliveries.inc({ outcome: errorCodeOf(err) });
+      countDelivery(errorCodeOf(err));
       logger.warn({ ceId: req.headers["ce-id"], err: (err as Error).message }, "event not read");
       sendError(res, err, { closeConnection: true });
       return;
@@ -85,7 +99,7 @@ export async function startConsumer(config: ConsumerConfig, deps: ConsumerDeps):
 
     const event = parseEvent(req.headers, body);
     if (!event.ok) {
-      deliveries.inc({ outcome: ErrorCode.MalformedEvent });
+      countDelivery(ErrorCode.MalformedEvent);
       logger.warn({ ceId: event.ceId, reason: event.reason }, "malformed event, not retried");
       reply(
         res,
@@ -100,8 +114,10 @@ export async function startConsumer(config: ConsumerConfig, deps: ConsumerDeps):
     }
 
     const outcome = await replayer.replay(event.request, event.attempt);
-    deliveries.inc({ outcome: outcomeLabel(outcome) });
+    countDelivery(outcomeLabel(outcome));
     replayDuration.observe(outcome.durationMs / 1000);
+    reply(res, outcomeToHttp(outcome, config.retryableStatusCodes));
+    if (outcome.kind === "response" && !logger.isLevelEnabled("debug")) return;
     const fields = {
       ceId: event.ceId,
       requestId: event.request.id,
@@ -113,7 +129,6 @@ export async function startConsumer(config: ConsumerConfig, deps: ConsumerDeps):
     else if (outcome.code === ErrorCode.MalformedEvent) {
       logger.warn({ ...fields, reason: outcome.message }, "malformed event, not retried");
     } else logger.warn({ ...fields, code: outcome.code, reason: outcome.message }, "replay failed");
-    reply(res, outcomeToHttp(outcome, config.retryableStatusCodes));
   };
 
   const server = createServer((req, res) => {

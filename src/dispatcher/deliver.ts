@@ -4,7 +4,7 @@
  *   consumer, which replays the request and reports what happened (src/lib/outcome.ts);
  * - `direct`: replay the request from the dispatcher itself, saving a hop (src/lib/replay.ts).
  */
-import { Agent, errors, request } from "undici";
+import { Agent, type Dispatcher, errors, request } from "undici";
 import type { AsyncRequest } from "../lib/envelope.js";
 import { ErrorCode } from "../lib/errors.js";
 import { type DeliveryOutcome, outcomeFromHttp } from "../lib/outcome.js";
@@ -32,39 +32,92 @@ export const STREAM_EVENT_TYPE = "dev.knative.sources.redisstream";
 /** Time the dispatcher waits for the consumer beyond the replay's own timeout. */
 const SINK_MARGIN_MS = 10_000;
 
+/** Past this many bytes of a sink's answer body the connection is dropped rather than read to the end. */
+const MAX_SINK_ANSWER_BYTES = 64 * 1024;
+
 export function createCloudEventDeliverer(options: {
   sink: string;
   source: string;
   connections: number;
 }): Deliverer {
   const agent = new Agent({ connections: options.connections, pipelining: 1, keepAliveTimeout: 30_000 });
+  const sink = new URL(options.sink);
+  const origin = sink.origin;
+  const path = `${sink.pathname}${sink.search}`;
   return {
-    async deliver(entry, asyncRequest, attempt, timeoutMs) {
+    deliver(entry, asyncRequest, attempt, timeoutMs) {
       const started = performance.now();
       const timeout = timeoutMs + SINK_MARGIN_MS;
-      try {
-        const response = await request(options.sink, {
-          method: "POST",
-          dispatcher: agent,
-          headers: {
-            "content-type": "application/json",
-            "ce-specversion": "1.0",
-            "ce-type": STREAM_EVENT_TYPE,
-            "ce-id": entry.id,
-            "ce-source": options.source,
-            "ce-time": new Date().toISOString(),
-            "ce-asyncrequestid": asyncRequest.id,
-            "ce-asyncattempt": String(attempt),
+      // undici's low-level dispatch with a small handler, as src/lib/replay.ts does: request() would
+      // build a response stream per event only for it to be drained.
+      return new Promise<DeliveryOutcome>((resolve) => {
+        let settled = false;
+        let status = 0;
+        let headers: Record<string, string | string[] | undefined> = {};
+        let discarded = 0;
+        const settle = (outcome: DeliveryOutcome) => {
+          if (settled) return;
+          settled = true;
+          resolve(outcome);
+        };
+        const answered = () => settle(outcomeFromHttp(status, headers, performance.now() - started));
+        const handler: Dispatcher.DispatchHandler = {
+          // undici takes a handler for its new (controller) interface only when it has this method.
+          onRequestStart() {},
+          onResponseStart(_c, statusCode, responseHeaders) {
+            if (statusCode < 200) return;
+            status = statusCode;
+            headers = responseHeaders;
           },
-          body: JSON.stringify(entry.fields),
-          headersTimeout: timeout,
-          bodyTimeout: timeout,
-        });
-        await response.body.dump({ limit: 64 * 1024 });
-        return outcomeFromHttp(response.statusCode, response.headers, performance.now() - started);
-      } catch (err) {
-        return sinkErrorOutcome(err, performance.now() - started);
-      }
+          onResponseData(c, chunk) {
+            // The consumer's answer is a few bytes; a sink that sends more is not read to the end.
+            discarded += chunk.length;
+            if (discarded > MAX_SINK_ANSWER_BYTES) {
+              answered();
+              c.abort(new Error("sink answer too large to discard"));
+            }
+          },
+          onResponseEnd() {
+            answered();
+          },
+          onResponseError(_c, err) {
+            settle(sinkErrorOutcome(err, performance.now() - started));
+          },
+        };
+        try {
+          agent.dispatch(
+            {
+              origin,
+              path,
+              method: "POST",
+              headers: [
+                "content-type",
+                "application/json",
+                "ce-specversion",
+                "1.0",
+                "ce-type",
+                STREAM_EVENT_TYPE,
+                "ce-id",
+                entry.id,
+                "ce-source",
+                options.source,
+                "ce-time",
+                new Date().toISOString(),
+                "ce-asyncrequestid",
+                asyncRequest.id,
+                "ce-asyncattempt",
+                String(attempt),
+              ],
+              body: JSON.stringify(entry.fields),
+              headersTimeout: timeout,
+              bodyTimeout: timeout,
+            },
+            handler,
+          );
+        } catch (err) {
+          settle(sinkErrorOutcome(err, performance.now() - started));
+        }
+      });
     },
     async close() {
       await agent.close();

@@ -296,6 +296,67 @@ describe("dispatcher (CloudEvent mode, real Redis)", () => {
     sink.respond = () => ({ status: 200 });
   });
 
+  test("deliveries that finish together are acknowledged together, each still checked and deleted", async () => {
+    const stream = `s-${randomUUID()}`;
+    sink.respond = () => ({ status: 200 });
+    const ids = Array.from({ length: 300 }, (_, i) => `together-${i}`);
+    for (const id of ids) await redis.xadd(stream, "*", "data", envelope(id));
+    const attempts: AttemptInfo[] = [];
+    await redis.config("RESETSTAT");
+    const dispatcher = await start(stream, {}, { onAttempt: (i) => attempts.push(i) });
+    try {
+      await waitFor(() => attempts.length === ids.length, { what: "all delivered" });
+      assert.ok(attempts.every((a) => a.decision.action === "ack" && a.applied));
+      assert.equal(await redis.xlen(stream), 0);
+      assert.equal(((await redis.xpending(stream, "knative-async")) as [number])[0], 0);
+      const stats = (await redis.info("commandstats")) as string;
+      const calls = (name: string) =>
+        Number(new RegExp(`cmdstat_${name}:calls=(\\d+)`).exec(stats)?.[1] ?? 0);
+      // Every entry was acknowledged and deleted on its own...
+      assert.equal(calls("xack"), calls("xdel"));
+      assert.ok(calls("xpending") >= ids.length);
+      // ...but in far fewer script calls than entries (one each before batching).
+      assert.ok(
+        calls("evalsha") < ids.length / 3,
+        `${calls("evalsha")} script calls for ${ids.length} entries`,
+      );
+    } finally {
+      await dispatcher.close();
+    }
+  });
+
+  test("with nearly every slot busy, a new entry is still read and delivered at once", async () => {
+    const stream = `s-${randomUUID()}`;
+    const release: (() => void)[] = [];
+    sink.respond = async (r) => {
+      const fields = JSON.parse(r.body.toString()) as string[];
+      const id = JSON.parse(fieldValue(fields, "data") as string).id as string;
+      if (id.startsWith("stuck")) await new Promise<void>((resolve) => release.push(resolve));
+      return { status: 200 };
+    };
+    const attempts: AttemptInfo[] = [];
+    // 8 slots: reads wait for 2 free ones, but only briefly.
+    const dispatcher = await start(
+      stream,
+      { DISPATCH_CONCURRENCY: "8" },
+      { onAttempt: (i) => attempts.push(i) },
+    );
+    try {
+      for (let i = 0; i < 7; i++) await redis.xadd(stream, "*", "data", envelope(`stuck-${i}`));
+      await waitFor(() => dispatcher.inFlight() === 7, { what: "7 in flight" });
+      await redis.xadd(stream, "*", "data", envelope("quick"));
+      await waitFor(() => attempts.some((a) => a.requestId === "quick"), {
+        timeoutMs: 3000,
+        what: "the new entry delivered beside the stuck ones",
+      });
+      assert.equal(dispatcher.inFlight(), 7);
+    } finally {
+      for (const r of release) r();
+      await dispatcher.close();
+      sink.respond = () => ({ status: 200 });
+    }
+  });
+
   test("/healthz, /readyz and /metrics", async () => {
     const stream = `s-${randomUUID()}`;
     const dispatcher = await start(stream);
@@ -328,5 +389,37 @@ describe("dispatcher config", () => {
     const config = loadDispatcherConfig({ DISPATCH_MODE: "direct", RETRYABLE_STATUS_CODES: "500, 503" });
     assert.deepEqual(config.retry.retryableStatuses, [500, 503]);
     assert.equal(config.retry.maxAttempts, 10);
+  });
+});
+
+describe("dispatcher shutdown when Redis is gone", () => {
+  test("close() returns although Redis stopped before it was called", { timeout: 20_000 }, async () => {
+    // Its own Redis: the shared one must outlive this test.
+    const own = await startRedisServer();
+    try {
+      const config = loadDispatcherConfig({
+        REDIS_ADDRESS: own.address,
+        REDIS_STREAM_NAME: `s-${randomUUID()}`,
+        K_SINK: sink.url,
+        PORT: "0",
+        CLAIM_IDLE: "1s",
+        DISPATCHER_NAME: `d-${randomUUID().slice(0, 8)}`,
+      });
+      const dispatcher = await startDispatcher(config, { logger });
+      const base = `http://127.0.0.1:${dispatcher.port}`;
+      await waitFor(async () => (await fetch(`${base}/readyz`)).status === 200, { what: "ready" });
+      await own.stop();
+      // Let the blocking read, the recovery and the promoter loops run into the dead connection.
+      await new Promise((r) => setTimeout(r, 1500));
+      const started = Date.now();
+      const closed = await Promise.race([
+        dispatcher.close().then(() => true),
+        new Promise<false>((r) => setTimeout(() => r(false), 10_000)),
+      ]);
+      assert.equal(closed, true, "close() finished within 10 s");
+      assert.ok(Date.now() - started < 6000, `close() took ${Date.now() - started} ms`);
+    } finally {
+      await own.cleanup();
+    }
   });
 });

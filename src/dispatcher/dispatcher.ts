@@ -6,6 +6,9 @@
  * - An entry is acknowledged only after its outcome is decided: delivered (XACK, then XDEL unless
  *   DELETE_ACKED=false), scheduled for a retry (moved to the retry schedule), or dead-lettered (moved to
  *   the dead-letter stream). Each move is one script, so an entry is never in two places or in none.
+ *   Deliveries that finish together are acknowledged in one script call (./batch.ts), which checks
+ *   ownership and acknowledges each entry on its own; until its ack has returned, an entry stays in
+ *   flight here (its claim refreshed, close() waiting for it), as it does during a retry or dead-letter move.
  * - While a delivery runs, its entry stays pending on this dispatcher, whose claim is refreshed every
  *   CLAIM_IDLE/3. Entries of a dispatcher that died stop being refreshed, become idle, and are taken over
  *   by any live dispatcher (XAUTOCLAIM) after CLAIM_IDLE. The moves check ownership first, so a
@@ -27,6 +30,7 @@ import { createRegistry, LATENCY_BUCKETS } from "../lib/metrics.js";
 import type { DeliveryOutcome } from "../lib/outcome.js";
 import { connectRedis, redisIsReady } from "../lib/redis.js";
 import { defineScripts } from "../lib/scripts.js";
+import { createBatcher } from "./batch.js";
 import type { DispatcherConfig } from "./config.js";
 import { type DeadLetterReason, type Decision, decide, effectivePolicy, isExpired } from "./decide.js";
 import {
@@ -81,7 +85,7 @@ export interface Dispatcher {
 }
 
 type ScriptClient = Redis & {
-  ack(stream: string, group: string, consumer: string, id: string, del: string): Promise<number>;
+  ackBatch(stream: string, group: string, consumer: string, del: string, ...ids: string[]): Promise<number[]>;
   scheduleRetry(
     stream: string,
     schedule: string,
@@ -110,7 +114,7 @@ type ScriptClient = Redis & {
 };
 
 const SCRIPTS = [
-  "ack-1.lua",
+  "ack-batch-1.lua",
   "schedule-retry-3.lua",
   "dead-letter-2.lua",
   "promote-due-3.lua",
@@ -118,12 +122,23 @@ const SCRIPTS = [
 ];
 const READ_BLOCK_MS = 1000;
 const MAX_READ_BATCH = 256;
+/**
+ * Under load the read waits until this many delivery slots are free (or READ_GATHER_MS passed), so it
+ * fetches entries in tens rather than ones and twos: each XREADGROUP costs about as much as the
+ * deliveries it starts.
+ */
+const READ_MIN_SLOTS = 32;
+const READ_GATHER_MS = 10;
+/** Entries acknowledged in one script call at most (the script unpacks them into XACK and XDEL). */
+const ACK_BATCH = 256;
 const PROMOTE_BATCH = 500;
 const PROMOTE_MAX_SLEEP_MS = 500;
 /** How long a finishing move keeps being tried while Redis is unreachable, before the entry is left pending. */
 const FINISH_RETRY_MS = 15_000;
 /** Consumers of the group idle this long with nothing pending are removed (each restart adds one). */
 const STALE_CONSUMER_MS = 3_600_000;
+/** On close, how long the Redis work still running may take before the connections are cut. */
+const CLOSE_REDIS_MS = 1000;
 
 export async function startDispatcher(config: DispatcherConfig, deps: DispatcherDeps): Promise<Dispatcher> {
   const { logger } = deps;
@@ -153,7 +168,8 @@ export async function startDispatcher(config: DispatcherConfig, deps: Dispatcher
 
   /** Ids of the entries being delivered. */
   const inFlight = new Set<string>();
-  const slotWaiters: (() => void)[] = [];
+  /** The read loop, when it waits for free slots: it is woken when `slots` are free. */
+  let slotWaiter: { slots: number; wake: () => void } | undefined;
   const drainWaiters: (() => void)[] = [];
   let closing = false;
   let groupReady = false;
@@ -184,15 +200,42 @@ export async function startDispatcher(config: DispatcherConfig, deps: Dispatcher
     return config.concurrency - inFlight.size;
   }
 
-  function waitForSlot(): Promise<void> {
-    if (freeSlots() > 0 || closing) return Promise.resolve();
-    return new Promise((resolve) => slotWaiters.push(resolve));
+  /** Resolves when `slots` delivery slots are free, on close, or after `timeoutMs` when given. */
+  function waitForSlots(slots: number, timeoutMs?: number): Promise<void> {
+    if (freeSlots() >= slots || closing) return Promise.resolve();
+    return new Promise((resolve) => {
+      const timer = timeoutMs === undefined ? undefined : setTimeout(() => wakeReader(), timeoutMs);
+      slotWaiter = {
+        slots,
+        wake: () => {
+          clearTimeout(timer);
+          resolve();
+        },
+      };
+    });
+  }
+
+  function wakeReader(): void {
+    const waiter = slotWaiter;
+    slotWaiter = undefined;
+    waiter?.wake();
   }
 
   function releaseSlot(): void {
-    slotWaiters.shift()?.();
+    if (slotWaiter !== undefined && freeSlots() >= slotWaiter.slots) wakeReader();
     if (inFlight.size === 0) for (const waiter of drainWaiters.splice(0)) waiter();
   }
+
+  const readMinSlots = Math.max(1, Math.min(READ_MIN_SLOTS, Math.floor(config.concurrency / 4)));
+
+  /** One script call for the entries delivered in one turn of the event loop, or while the last call was out. */
+  const acknowledge = createBatcher<string, number>(
+    (ids) =>
+      finish(() =>
+        commands.ackBatch(keys.stream, config.group, consumer, config.deleteAcked ? "1" : "0", ...ids),
+      ),
+    ACK_BATCH,
+  );
 
   function start(entry: StreamEntry, deliveries = 1): void {
     if (inFlight.has(entry.id)) return;
@@ -231,7 +274,7 @@ export async function startDispatcher(config: DispatcherConfig, deps: Dispatcher
       };
       const applied = await deadLetter(entry, "malformed", { attempt, firstAttemptAt, outcome });
       // There is no request to report(), but the attempt counts like any other dead-lettered one.
-      metrics.attempts.inc({ result: applied ? "dead-letter" : "lease_lost", reason: "malformed" });
+      metrics.countAttempt(applied ? "dead-letter" : "lease_lost", "malformed");
       return;
     }
 
@@ -275,10 +318,7 @@ export async function startDispatcher(config: DispatcherConfig, deps: Dispatcher
 
     let applied: boolean;
     if (decision.action === "ack") {
-      applied =
-        (await finish(() =>
-          commands.ack(keys.stream, config.group, consumer, entry.id, config.deleteAcked ? "1" : "0"),
-        )) === 1;
+      applied = (await acknowledge(entry.id)) === 1;
     } else if (decision.action === "retry") {
       const fields = withMeta(entry.fields, {
         attempts: attempt,
@@ -322,10 +362,7 @@ export async function startDispatcher(config: DispatcherConfig, deps: Dispatcher
   ): void {
     const durationMs = Date.now() - started;
     const result = applied ? (decision.action === "ack" ? "delivered" : decision.action) : "lease_lost";
-    metrics.attempts.inc({
-      result,
-      reason: decision.action === "dead-letter" ? decision.reason : outcomeLabel(outcome),
-    });
+    metrics.countAttempt(result, decision.action === "dead-letter" ? decision.reason : outcomeLabel(outcome));
     metrics.attemptDuration.observe(outcome.durationMs / 1000);
     const ageMs = request.acceptedAt === undefined ? undefined : Date.now() - request.acceptedAt;
     if (decision.action === "ack" && applied && ageMs !== undefined) metrics.endToEnd.observe(ageMs / 1000);
@@ -424,7 +461,9 @@ export async function startDispatcher(config: DispatcherConfig, deps: Dispatcher
     while (!closing) {
       try {
         if (!groupReady) await ensureGroup();
-        await waitForSlot();
+        await waitForSlots(1);
+        // Slots free up one by one under load: a short wait for more makes one read of many entries.
+        if (freeSlots() < readMinSlots) await waitForSlots(readMinSlots, READ_GATHER_MS);
         if (closing) break;
         const count = Math.min(freeSlots(), MAX_READ_BATCH);
         const reply = (await reader.xreadgroup(
@@ -590,9 +629,11 @@ export async function startDispatcher(config: DispatcherConfig, deps: Dispatcher
     async close() {
       if (closing) return;
       closing = true;
-      for (const waiter of slotWaiters.splice(0)) waiter();
-      // The blocking read returns within READ_BLOCK_MS; entries it brings are still delivered.
-      await readLoop;
+      wakeReader();
+      // The blocking read returns within READ_BLOCK_MS; entries it brings are still delivered. With Redis
+      // away it would wait in ioredis for a reconnect, for ever: then it is cut, and anything Redis had
+      // already handed to this read stays pending for another dispatcher to take over.
+      if (!(await settlesWithin(readLoop, READ_BLOCK_MS + CLOSE_REDIS_MS))) reader.disconnect();
       if (inFlight.size > 0) {
         logger.info({ inFlight: inFlight.size }, "waiting for in-flight deliveries to finish");
         const drained = new Promise<void>((resolve) => drainWaiters.push(resolve));
@@ -609,11 +650,13 @@ export async function startDispatcher(config: DispatcherConfig, deps: Dispatcher
       }
       stopTimers.abort();
       clearInterval(leaseTimer);
-      await Promise.all([recoveryLoop, promoteLoop]);
+      // Their Redis calls, like the read, wait for a reconnect when Redis is away: bounded too.
+      await settlesWithin(Promise.all([recoveryLoop, promoteLoop]), CLOSE_REDIS_MS);
       await deliverer.close();
       await closeServer(server, 1000);
       reader.disconnect();
-      await commands.quit().catch(() => commands.disconnect());
+      await settlesWithin(commands.quit(), CLOSE_REDIS_MS);
+      commands.disconnect();
       logger.info("dispatcher stopped");
     },
   };
@@ -684,6 +727,23 @@ function describe(outcome: DeliveryOutcome): string {
 
 function outcomeLabel(outcome: DeliveryOutcome): string {
   return outcome.kind === "response" ? `${Math.floor(outcome.status / 100)}xx` : outcome.code;
+}
+
+/** True when `promise` settles (either way) within `ms`. */
+async function settlesWithin(promise: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const settled = promise.then(
+    () => true,
+    () => true,
+  );
+  const timedOut = new Promise<false>((resolve) => {
+    timer = setTimeout(() => resolve(false), ms);
+  });
+  try {
+    return await Promise.race([settled, timedOut]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 function sleep(ms: number, signal?: AbortSignal): Promise<void> {
@@ -762,5 +822,16 @@ function createMetrics(
       }
     },
   });
-  return { attempts, attemptDuration, endToEnd, inFlight, claimed, promoted, backlog };
+  // prom-client hashes the labels on every inc(); there are few combinations, so each child is kept.
+  const attemptChildren = new Map<string, Counter.Internal>();
+  const countAttempt = (result: string, reason: string): void => {
+    const key = `${result}\n${reason}`;
+    let child = attemptChildren.get(key);
+    if (child === undefined) {
+      child = attempts.labels({ result, reason });
+      attemptChildren.set(key, child);
+    }
+    child.inc();
+  };
+  return { countAttempt, attemptDuration, endToEnd, inFlight, claimed, promoted, backlog };
 }

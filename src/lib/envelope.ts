@@ -11,7 +11,7 @@
  *  - `policy`: per-service delivery settings the controller passed to the producer (retry limits).
  * Readers accept all of these forms. Unknown fields are ignored, so the envelope can grow.
  */
-import { isUtf8 } from "node:buffer";
+import { isAscii, isUtf8 } from "node:buffer";
 import { AsyncError, ErrorCode } from "./errors.js";
 
 export type HeaderMap = Record<string, string[]>;
@@ -63,6 +63,39 @@ export function encodeEnvelope(request: AsyncRequest): string {
   if (request.acceptedAt !== undefined) json.acceptedAt = request.acceptedAt;
   if (request.policy !== undefined && Object.keys(request.policy).length > 0) json.policy = request.policy;
   return JSON.stringify(json);
+}
+
+/**
+ * The same envelope as `encodeEnvelope`, byte for byte in UTF-8, built as a Buffer: for large bodies.
+ * The body becomes one JSON string and is written into the Buffer once; written as a string instead,
+ * Redis's client would measure it and encode it to UTF-8 again (a third and fourth pass over the body).
+ * An ASCII body (the common case, JSON included) skips UTF-8 entirely: its escaped form is ASCII too.
+ */
+export function encodeEnvelopeBuffer(request: AsyncRequest): Buffer {
+  const { body } = request;
+  const head = `{"id":${JSON.stringify(request.id)},"url":${JSON.stringify(request.url)},"body":`;
+  let tail = `,"header":${JSON.stringify(request.headers)},"method":${JSON.stringify(request.method)}`;
+  let bodyJson: string;
+  let bodyEncoding: BufferEncoding = "latin1";
+  if (isAscii(body)) bodyJson = JSON.stringify(body.toString("latin1"));
+  else if (isUtf8(body)) {
+    bodyJson = JSON.stringify(body.toString("utf8"));
+    bodyEncoding = "utf8";
+  } else {
+    bodyJson = `"${body.toString("base64")}"`;
+    tail += ',"bodyEncoding":"base64"';
+  }
+  if (request.acceptedAt !== undefined) tail += `,"acceptedAt":${JSON.stringify(request.acceptedAt)}`;
+  if (request.policy !== undefined && Object.keys(request.policy).length > 0)
+    tail += `,"policy":${JSON.stringify(request.policy)}`;
+  tail += "}";
+  const headBytes = Buffer.byteLength(head);
+  const bodyBytes = bodyEncoding === "latin1" ? bodyJson.length : Buffer.byteLength(bodyJson);
+  const out = Buffer.allocUnsafe(headBytes + bodyBytes + Buffer.byteLength(tail));
+  out.write(head, 0, "utf8");
+  out.write(bodyJson, headBytes, bodyEncoding);
+  out.write(tail, headBytes + bodyBytes, "utf8");
+  return out;
 }
 
 function malformed(reason: string): AsyncError {

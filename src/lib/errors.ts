@@ -15,6 +15,8 @@ export const ErrorCode = {
   BodyAborted: "ASYNC_ERR_BODY_ABORTED",
   /** Redis did not acknowledge the write: the request was NOT accepted. */
   StoreUnavailable: "ASYNC_ERR_STORE_UNAVAILABLE",
+  /** The producer holds as many request bodies as REQUEST_BYTES_IN_FLIGHT allows and none finished in time. */
+  Overloaded: "ASYNC_ERR_OVERLOADED",
   /**
    * Redis stored the request on the primary but fewer replicas than required confirmed it in time: it
    * may still be delivered, so a client should retry with the same Idempotency-Key.
@@ -53,6 +55,7 @@ const statusByCode: Record<ErrorCode, number> = {
   [ErrorCode.BodyTooLarge]: 413,
   [ErrorCode.BodyAborted]: 400,
   [ErrorCode.StoreUnavailable]: 503,
+  [ErrorCode.Overloaded]: 503,
   [ErrorCode.NotReplicated]: 503,
   [ErrorCode.MalformedEvent]: 400,
   [ErrorCode.IdempotencyMismatch]: 422,

@@ -121,22 +121,32 @@ export interface BodyLimit {
    * client cannot make us read an endless upload, and the caller answers and closes the connection.
    */
   readonly afterLimit: "drain" | "stop";
+  /**
+   * Asked before each chunk is kept, with its size: an error refuses the body there (the rest is left
+   * as `afterLimit` says). The producer's budget of bytes in flight, for bodies without Content-Length.
+   */
+  readonly admit?: (bytes: number) => AsyncError | undefined;
 }
 
 /**
  * Reads a whole body, refusing it as soon as it is known to be larger than the limit: from
  * Content-Length when declared, else while it streams. No more than `limit` bytes are ever held.
+ * With Content-Length, a body that comes in several chunks is copied into one Buffer of that size as it
+ * arrives, so the chunks and their concatenation are never held together.
  */
 export function readBody(req: IncomingMessage, options: BodyLimit): Promise<Buffer> {
   const { limit } = options;
-  const refuse = () => {
+  const refuse = (err: AsyncError = options.tooLarge()) => {
     if (options.afterLimit === "drain") req.resume();
     else req.pause();
-    return options.tooLarge();
+    return err;
   };
-  if (Number(req.headers["content-length"]) > limit) return Promise.reject(refuse());
+  const declaredText = req.headers["content-length"];
+  const declared = declaredText === undefined ? -1 : Number(declaredText);
+  if (declared > limit) return Promise.reject(refuse());
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
+    let whole: Buffer | undefined;
     let size = 0;
     const cleanup = () => {
       req.off("data", onData);
@@ -145,17 +155,29 @@ export function readBody(req: IncomingMessage, options: BodyLimit): Promise<Buff
       req.off("close", onClose);
     };
     const onData = (chunk: Buffer) => {
+      const at = size;
       size += chunk.length;
       if (size > limit) {
         cleanup();
         reject(refuse());
         return;
       }
-      chunks.push(chunk);
+      const refusal = options.admit?.(chunk.length);
+      if (refusal !== undefined) {
+        cleanup();
+        reject(refuse(refusal));
+        return;
+      }
+      if (whole !== undefined) chunk.copy(whole, at);
+      else if (at === 0 && chunk.length < declared) {
+        whole = Buffer.allocUnsafe(declared);
+        chunk.copy(whole, 0);
+      } else chunks.push(chunk);
     };
     const onEnd = () => {
       cleanup();
-      resolve(chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, size));
+      if (whole !== undefined) resolve(size === whole.length ? whole : whole.subarray(0, size));
+      else resolve(chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, size));
     };
     const onError = (err: Error) => {
       cleanup();

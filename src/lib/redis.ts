@@ -74,6 +74,11 @@ export interface ConnectOptions {
   readonly failFast?: boolean;
   /** For blocking reads (XREADGROUP BLOCK): no command timeout may cut them. */
   readonly blocking?: boolean;
+  /**
+   * Rejects a command with "Command timed out" when Redis has not answered it within this time (one
+   * timer per command, set by ioredis); a command given its own timeout first keeps that one.
+   */
+  readonly commandTimeoutMs?: number;
 }
 
 export function connectRedis(settings: RedisSettings, options: ConnectOptions): Redis {
@@ -86,6 +91,7 @@ export function connectRedis(settings: RedisSettings, options: ConnectOptions): 
     enableAutoPipelining: !options.blocking,
     maxRetriesPerRequest: options.failFast ? 0 : null,
     enableOfflineQueue: !options.failFast,
+    ...(options.commandTimeoutMs === undefined ? {} : { commandTimeout: options.commandTimeoutMs }),
     // Reconnect quickly at first, then every 2 s at most: Redis restarts should be ridden out.
     retryStrategy: (times) => Math.min(50 * 2 ** Math.min(times, 6), 2000),
     ...(settings.username ? { username: settings.username } : {}),

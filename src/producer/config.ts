@@ -2,6 +2,7 @@
  * Producer configuration. Env names follow the original producer (REDIS_ADDRESS, REDIS_STREAM_NAME,
  * REQUEST_SIZE_LIMIT, TLS_CERT) plus the settings this implementation adds.
  */
+import { availableParallelism } from "node:os";
 import { z } from "zod";
 import {
   durationSetting,
@@ -38,6 +39,25 @@ const hostPatternsSetting = listSetting([]).transform((entries, ctx) => {
   return patterns;
 });
 
+const MAX_WORKERS = 256;
+
+/**
+ * How many processes serve requests: `auto` is one per CPU the process may use. One is the default, as
+ * Kubernetes scales by pods; more use a pod's spare cores (one Node process uses about one core).
+ */
+const workersSetting = z
+  .string()
+  .default("1")
+  .transform((value, ctx) => {
+    const text = value.trim().toLowerCase();
+    if (text === "auto") return availableParallelism();
+    const n = Number(text);
+    if (text === "" || !Number.isInteger(n) || n < 1 || n > MAX_WORKERS) {
+      ctx.addIssue({ code: "custom", message: `must be auto or a whole number from 1 to ${MAX_WORKERS}` });
+      return z.NEVER;
+    }
+    return n;
+  });
 export const producerEnvSchema = z.object({
   PORT: portSetting(8080),
   REDIS_ADDRESS: redisAddressSetting(),
@@ -53,6 +73,8 @@ export const producerEnvSchema = z.object({
   // WAIT with timeout 0 blocks forever, so a zero timeout is refused rather than passed on.
   REDIS_WAIT_TIMEOUT: minDurationSetting("1s", 1),
   REDIS_TIMEOUT: minDurationSetting("2s", 1),
+  PRODUCER_WORKERS: workersSetting,
+  REQUEST_BYTES_IN_FLIGHT: intSetting(8 * 1024 * 1024, 1),
 });
 
 export interface ProducerConfig {
@@ -73,6 +95,13 @@ export interface ProducerConfig {
   readonly waitTimeoutMs: number;
   /** How long a Redis write may take before the request is refused with 503. */
   readonly redisTimeoutMs: number;
+  /**
+   * Request-body bytes held at once by the whole producer (shared evenly among its workers); beyond it
+   * requests wait for room, their bodies unread (see budget.ts).
+   */
+  readonly requestBytesInFlight: number;
+  /** Processes serving requests (node:cluster workers sharing the port when more than one). */
+  readonly workers: number;
 }
 
 export function loadProducerConfig(env: Env): ProducerConfig {
@@ -90,5 +119,7 @@ export function loadProducerConfig(env: Env): ProducerConfig {
     waitReplicas: e.REDIS_WAIT_REPLICAS,
     waitTimeoutMs: e.REDIS_WAIT_TIMEOUT,
     redisTimeoutMs: e.REDIS_TIMEOUT,
+    workers: e.PRODUCER_WORKERS,
+    requestBytesInFlight: e.REQUEST_BYTES_IN_FLIGHT,
   });
 }

@@ -78,14 +78,15 @@ export interface EnqueueArgs {
   readonly recordKey: string;
   readonly fingerprint: string;
   readonly id: string;
-  readonly envelope: string;
+  /** The envelope JSON, as a string or (for large bodies) as its UTF-8 bytes. */
+  readonly envelope: string | Buffer;
   readonly ttlMs: number;
   /** How long a caller may take to confirm the write with replicas; 0 when it does not wait. */
   readonly acceptingMs: number;
 }
 
 interface ScriptCommands {
-  enqueueIdempotent(...args: (string | number)[]): Promise<[string, string]>;
+  enqueueIdempotent(...args: (string | number | Buffer)[]): Promise<[string, string]>;
   settleIdempotent(...args: (string | number)[]): Promise<number>;
 }
 

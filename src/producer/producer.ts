@@ -10,13 +10,21 @@
  */
 import { randomUUID } from "node:crypto";
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
-import type { Redis } from "ioredis";
+import { Command, type Redis } from "ioredis";
 import { Counter, Gauge, Histogram, type Registry } from "prom-client";
-import { canonicalHeaderName, canonicalHeaders, DATA_FIELD, encodeEnvelope } from "../lib/envelope.js";
+import {
+  type AsyncRequest,
+  canonicalHeaderName,
+  DATA_FIELD,
+  encodeEnvelope,
+  encodeEnvelopeBuffer,
+  type HeaderMap,
+} from "../lib/envelope.js";
 import { AsyncError, ErrorCode, errorCodeOf, httpStatusOf } from "../lib/errors.js";
 import {
   ADMIN_PATHS,
   type AdminEndpoints,
+  type BodyLimit,
   closeServer,
   listen,
   readBody,
@@ -29,6 +37,8 @@ import type { Logger } from "../lib/logger.js";
 import { createRegistry, LATENCY_BUCKETS } from "../lib/metrics.js";
 import { POLICY_HEADER, parsePolicyHeader } from "../lib/policy.js";
 import { connectRedis, redisIsReady } from "../lib/redis.js";
+import { StreamAppender } from "./append.js";
+import { ByteBudget } from "./budget.js";
 import type { ProducerConfig } from "./config.js";
 import {
   IDEMPOTENCY_HEADER,
@@ -36,7 +46,7 @@ import {
   parseIdempotencyKey,
   requestFingerprint,
 } from "./idempotency.js";
-import { parseHostPattern, producerHostPatterns, resolveTarget, type TargetRules } from "./target.js";
+import { parseHostPattern, producerHostPatterns, type TargetRules, targetResolver } from "./target.js";
 
 export interface AcceptedInfo {
   readonly id: string;
@@ -52,6 +62,11 @@ export interface ProducerDeps {
   readonly onAccepted?: (info: AcceptedInfo) => void;
   /** More hosts the producer is reachable at (the dev mode's loopback address): forbidden as targets. */
   readonly selfHosts?: readonly string[];
+  /**
+   * What /metrics serves instead of `registry` alone: in a cluster worker, every worker's metrics
+   * gathered by the primary (src/producer/cluster.ts).
+   */
+  readonly clusterMetrics?: () => Promise<string>;
 }
 
 export interface RunningProducer {
@@ -60,6 +75,8 @@ export interface RunningProducer {
 }
 
 const ORIGINAL_HOST_HEADER = "async-original-host";
+/** From this body size on, the envelope is built as a Buffer rather than a string. */
+const LARGE_BODY_BYTES = 32 * 1024;
 const REQUEST_ID_HEADER = "async-request-id";
 
 /** Outcome label for a request answered 202 with a new id, and for a 202 replayed from its key. */
@@ -85,14 +102,31 @@ export async function startProducer(config: ProducerConfig, deps: ProducerDeps):
       ...(deps.selfHosts ?? []).map(parseHostPattern),
     ],
   };
+  const resolve = targetResolver(rules);
   // failFast: while Redis is away, writes fail at once (503) instead of queueing until it returns.
-  const redis = connectRedis(config.redis, { name: `${config.producerName}-producer`, failFast: true });
-  const scripts = new IdempotencyScripts(redis);
-  const metrics = producerMetrics(registry, redis, keys.stream, config.redisTimeoutMs);
-  const warn = throttledWarn(logger);
   // With replicas to wait for, a write may queue behind another request's WAIT on the shared
   // connection (WAIT blocks it), so its deadline includes the WAIT timeout.
   const writeTimeoutMs = config.redisTimeoutMs + (config.waitReplicas > 0 ? config.waitTimeoutMs : 0);
+  // failFast: while Redis is away, writes fail at once (503) instead of queueing until it returns;
+  // a command Redis does not answer in time fails with "Command timed out" (503 too).
+  const redis = connectRedis(config.redis, {
+    name: `${config.producerName}-producer`,
+    failFast: true,
+    commandTimeoutMs: writeTimeoutMs,
+  });
+  const scripts = new IdempotencyScripts(redis);
+  const appender = new StreamAppender(redis, keys.stream);
+  const metrics = producerMetrics(registry, redis, keys.stream, config.redisTimeoutMs);
+  const warn = throttledWarn(logger);
+  // A request waits for room at most as long as for Redis: either way it learns within REDIS_TIMEOUT
+  // whether it can be accepted.
+  const budget = new ByteBudget(Math.ceil(config.requestBytesInFlight / config.workers), writeTimeoutMs);
+  const overloaded = () =>
+    new AsyncError(
+      ErrorCode.Overloaded,
+      `the producer holds as many request bodies as it may (REQUEST_BYTES_IN_FLIGHT); retry later`,
+      { headers: { "retry-after": "1" } },
+    );
   let closing = false;
 
   const admin: AdminEndpoints = {
@@ -103,32 +137,46 @@ export async function startProducer(config: ProducerConfig, deps: ProducerDeps):
   /** Stores the request and resolves with what the 202 says; throws the error answer otherwise. */
   async function store(
     envelopeId: string,
-    envelope: string,
+    envelope: string | Buffer,
     url: string,
     method: string,
     body: Buffer,
     key: string | undefined,
   ): Promise<Answer> {
-    if (key === undefined) {
-      await redisCall(redis.xadd(keys.stream, "*", DATA_FIELD, envelope), writeTimeoutMs, "XADD");
-      await confirmReplicas(envelopeId, false);
-      return { id: envelopeId, replayed: false, firstAccept: true };
+    try {
+      if (key === undefined) {
+        if (typeof envelope === "string") await appender.append(envelope);
+        // Sent on its own rather than auto-pipelined: a pipeline copies its commands into one more
+        // Buffer, which for large bodies is the largest allocation of the request.
+        else await redis.sendCommand(new Command("xadd", [keys.stream, "*", DATA_FIELD, envelope]));
+        if (config.waitReplicas > 0) await confirmReplicas(envelopeId, false);
+        return { id: envelopeId, replayed: false, firstAccept: true };
+      }
+      return await storeWithKey(envelopeId, envelope, url, method, body, key);
+    } catch (err) {
+      throw notStored(err, writeTimeoutMs);
     }
+  }
+
+  async function storeWithKey(
+    envelopeId: string,
+    envelope: string | Buffer,
+    url: string,
+    method: string,
+    body: Buffer,
+    key: string,
+  ): Promise<Answer> {
     const recordKey = keys.idempotency(key);
-    const { outcome, id } = await redisCall(
-      scripts.enqueue({
-        streamKey: keys.stream,
-        recordKey,
-        fingerprint: requestFingerprint(method, url, body),
-        id: envelopeId,
-        envelope,
-        ttlMs: config.idempotencyTtlMs,
-        // Covers the WAIT and the write queued before it; past this, a retry may confirm again.
-        acceptingMs: config.waitReplicas > 0 ? config.waitTimeoutMs + writeTimeoutMs : 0,
-      }),
-      writeTimeoutMs,
-      "enqueue",
-    );
+    const { outcome, id } = await scripts.enqueue({
+      streamKey: keys.stream,
+      recordKey,
+      fingerprint: requestFingerprint(method, url, body),
+      id: envelopeId,
+      envelope,
+      ttlMs: config.idempotencyTtlMs,
+      // Covers the WAIT and the write queued before it; past this, a retry may confirm again.
+      acceptingMs: config.waitReplicas > 0 ? config.waitTimeoutMs + writeTimeoutMs : 0,
+    });
     switch (outcome) {
       case "replay":
         return { id, replayed: true, firstAccept: false };
@@ -151,16 +199,19 @@ export async function startProducer(config: ProducerConfig, deps: ProducerDeps):
       try {
         await confirmReplicas(id, true);
       } catch (err) {
-        await redisCall(scripts.settle(recordKey, id, "unconfirmed"), writeTimeoutMs, "settle").catch(
-          () => undefined,
-        );
+        await scripts.settle(recordKey, id, "unconfirmed").catch(() => undefined);
         throw err;
       }
       // If this fails the record stays "accepting" until its window ends; a retry then confirms again.
-      await redisCall(scripts.settle(recordKey, id, "accepted"), writeTimeoutMs, "settle").catch(
-        (err: unknown) =>
-          warn(ErrorCode.StoreUnavailable, "could not mark an idempotency record accepted", err),
-      );
+      await scripts
+        .settle(recordKey, id, "accepted")
+        .catch((err: unknown) =>
+          warn(
+            ErrorCode.StoreUnavailable,
+            "could not mark an idempotency record accepted",
+            notStored(err, writeTimeoutMs),
+          ),
+        );
     }
     return { id, replayed: outcome === "confirm", firstAccept: true };
   }
@@ -171,15 +222,14 @@ export async function startProducer(config: ProducerConfig, deps: ProducerDeps):
    * WAITs of concurrent requests mostly return at once.
    */
   async function confirmReplicas(id: string, hasKey: boolean): Promise<void> {
-    if (config.waitReplicas === 0) return;
     let confirmed = 0;
     let cause: unknown;
     try {
-      confirmed = await redisCall(
-        redis.wait(config.waitReplicas, config.waitTimeoutMs),
-        config.waitTimeoutMs + writeTimeoutMs,
-        "WAIT",
-      );
+      // WAIT blocks for up to its own timeout on the server, so it gets that on top of the usual one.
+      // It goes out after this request's write was answered, so it covers that write.
+      const wait = new Command("wait", [config.waitReplicas, config.waitTimeoutMs]);
+      wait.setTimeout(config.waitTimeoutMs + writeTimeoutMs);
+      confirmed = Number(await redis.sendCommand(wait));
     } catch (err) {
       cause = err;
     }
@@ -191,58 +241,93 @@ export async function startProducer(config: ProducerConfig, deps: ProducerDeps):
     );
   }
 
+  const bodyLimit: BodyLimit = {
+    limit: config.requestSizeLimit,
+    tooLarge: () => bodyTooLarge(config.requestSizeLimit),
+    afterLimit: "stop",
+  };
+
   async function handleAsync(req: IncomingMessage, res: ServerResponse, expectsContinue: boolean) {
-    const headers = req.headersDistinct;
-    const target = resolveTarget(headers[ORIGINAL_HOST_HEADER], req.url, rules);
-    const key = parseIdempotencyKey(headers[IDEMPOTENCY_HEADER]);
-    const declared = req.headers["content-length"];
-    if (declared !== undefined && Number(declared) > config.requestSizeLimit) {
-      throw bodyTooLarge(config.requestSizeLimit);
-    }
-    if (expectsContinue) res.writeContinue();
-    const body = await readBody(req, {
-      limit: config.requestSizeLimit,
-      tooLarge: () => bodyTooLarge(config.requestSizeLimit),
-      afterLimit: "stop",
-    });
+    const headers = readHeaders(req.rawHeaders);
+    const target = resolve(headers.originalHost, req.url);
+    const key = parseIdempotencyKey(headers.idempotencyKey);
+    const declaredText = req.headers["content-length"];
+    const declared = declaredText === undefined ? -1 : Number(declaredText);
+    if (declared > config.requestSizeLimit) throw bodyTooLarge(config.requestSizeLimit);
 
-    const method = req.method ?? "GET";
-    const policy = parsePolicyHeader(headers[POLICY_HEADER]?.join("; "));
-    const storedHeaders = canonicalHeaders(headers as Record<string, string[]>);
-    // The policy header is an instruction from the controller to us, not part of the app's request.
-    delete storedHeaders[canonicalHeaderName(POLICY_HEADER)];
-    const id = randomUUID();
-    const envelope = encodeEnvelope({
-      id,
-      url: target.url,
-      method,
-      headers: storedHeaders,
-      body,
-      acceptedAt: Date.now(),
-      ...(policy === undefined ? {} : { policy }),
-    });
-    const answer = await store(id, envelope, target.url, method, body, key);
-
-    const responseHeaders: Record<string, string> = { [REQUEST_ID_HEADER]: answer.id };
-    if (prefersRespondAsync(headers.prefer)) responseHeaders["preference-applied"] = "respond-async";
-    if (answer.replayed) responseHeaders["idempotent-replayed"] = "true";
-    sendJson(res, 202, { id: answer.id, status: "queued" }, responseHeaders);
-
-    if (!answer.replayed) metrics.acceptedBytes.inc(body.length);
-    if (answer.firstAccept) {
-      logger.debug({ id: answer.id, url: target.url, method, bytes: body.length }, "request queued");
-      try {
-        deps.onAccepted?.({ id: answer.id, url: target.url, method, bytes: body.length });
-      } catch (err) {
-        logger.error({ err }, "onAccepted hook failed");
+    // Bytes of the budget this request holds, given back once Redis has answered.
+    let held = 0;
+    try {
+      if (declared > 0) {
+        const room = budget.take(declared, overloaded);
+        if (room !== undefined) {
+          await room;
+          if (req.destroyed) {
+            budget.give(declared);
+            throw new AsyncError(ErrorCode.BodyAborted, "the client went away while its request waited");
+          }
+        }
+        held = declared;
       }
+      if (expectsContinue) res.writeContinue();
+      const body = await readBody(
+        req,
+        declared >= 0
+          ? bodyLimit
+          : {
+              ...bodyLimit,
+              admit: (bytes: number) => {
+                if (!budget.tryTake(bytes)) return overloaded();
+                held += bytes;
+                return undefined;
+              },
+            },
+      );
+
+      const method = req.method ?? "GET";
+      const policy = parsePolicyHeader(headers.policy?.join("; "));
+      const id = randomUUID();
+      const request: AsyncRequest = {
+        id,
+        url: target.url,
+        method,
+        headers: headers.stored,
+        body,
+        acceptedAt: Date.now(),
+        ...(policy === undefined ? {} : { policy }),
+      };
+      // Small envelopes are cheaper as a string; large ones as one Buffer (see encodeEnvelopeBuffer).
+      const envelope =
+        body.length >= LARGE_BODY_BYTES ? encodeEnvelopeBuffer(request) : encodeEnvelope(request);
+      const answer = await store(id, envelope, target.url, method, body, key);
+      budget.give(held);
+      held = 0;
+
+      sendAccepted(res, answer, prefersRespondAsync(headers.prefer));
+      if (!answer.replayed) metrics.acceptedBytes.inc(body.length);
+      if (answer.firstAccept) {
+        logger.debug({ id: answer.id, url: target.url, method, bytes: body.length }, "request queued");
+        if (deps.onAccepted !== undefined) {
+          try {
+            deps.onAccepted({ id: answer.id, url: target.url, method, bytes: body.length });
+          } catch (err) {
+            logger.error({ err }, "onAccepted hook failed");
+          }
+        }
+      }
+      return answer.replayed ? REPLAYED : ACCEPTED;
+    } finally {
+      if (held > 0) budget.give(held);
     }
-    return answer.replayed ? REPLAYED : ACCEPTED;
   }
 
   function handle(req: IncomingMessage, res: ServerResponse, expectsContinue: boolean): void {
     if (req.headers[ORIGINAL_HOST_HEADER] === undefined) {
       const path = (req.url ?? "/").split("?", 1)[0] as string;
+      if (path === "/metrics" && deps.clusterMetrics !== undefined) {
+        serveClusterMetrics(res, deps.clusterMetrics, registry.contentType);
+        return;
+      }
       if (ADMIN_PATHS.has(path) && serveAdmin(req, res, admin)) return;
     }
     const started = performance.now();
@@ -291,41 +376,102 @@ export async function startProducer(config: ProducerConfig, deps: ProducerDeps):
   };
 }
 
+/** What the producer needs from a request's headers, from one pass over `req.rawHeaders`. */
+interface RequestHeaders {
+  /** Every header but the delivery policy, by canonical name, with all its values: what is stored. */
+  readonly stored: HeaderMap;
+  readonly originalHost: string[] | undefined;
+  readonly idempotencyKey: string[] | undefined;
+  readonly prefer: string[] | undefined;
+  readonly policy: string[] | undefined;
+}
+
+const ORIGINAL_HOST = canonicalHeaderName(ORIGINAL_HOST_HEADER);
+const IDEMPOTENCY_KEY = canonicalHeaderName(IDEMPOTENCY_HEADER);
+const PREFER = canonicalHeaderName("prefer");
+const POLICY = canonicalHeaderName(POLICY_HEADER);
+
+/**
+ * The stored header map is what `canonicalHeaders(req.headersDistinct)` gives (values in order, names
+ * merged case-insensitively), without Node building `headersDistinct` first. The policy header is an
+ * instruction from the controller to us, not part of the app's request: it is not stored.
+ */
+function readHeaders(raw: readonly string[]): RequestHeaders {
+  const stored: HeaderMap = {};
+  let policy: string[] | undefined;
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    const name = canonicalHeaderName(raw[i] as string);
+    const value = raw[i + 1] as string;
+    if (name === POLICY) {
+      if (policy === undefined) policy = [value];
+      else policy.push(value);
+      continue;
+    }
+    const values = stored[name];
+    if (values === undefined) stored[name] = [value];
+    else values.push(value);
+  }
+  return {
+    stored,
+    originalHost: stored[ORIGINAL_HOST],
+    idempotencyKey: stored[IDEMPOTENCY_KEY],
+    prefer: stored[PREFER],
+    policy,
+  };
+}
+
+/** The 202, written directly: it is the one answer on the hot path. */
+function sendAccepted(res: ServerResponse, answer: Answer, preferenceApplied: boolean): void {
+  const text = `{"id":${JSON.stringify(answer.id)},"status":"queued"}`;
+  const headers = [
+    "content-type",
+    "application/json",
+    "content-length",
+    String(Buffer.byteLength(text)),
+    REQUEST_ID_HEADER,
+    answer.id,
+  ];
+  if (preferenceApplied) headers.push("preference-applied", "respond-async");
+  if (answer.replayed) headers.push("idempotent-replayed", "true");
+  res.writeHead(202, headers);
+  res.end(text);
+}
+
+function serveClusterMetrics(
+  res: ServerResponse,
+  clusterMetrics: () => Promise<string>,
+  contentType: string,
+): void {
+  clusterMetrics().then(
+    (text) => {
+      res.writeHead(200, { "content-type": contentType });
+      res.end(text);
+    },
+    () => sendJson(res, 500, { error: "metrics unavailable" }),
+  );
+}
+
 function bodyTooLarge(limit: number): AsyncError {
   return new AsyncError(ErrorCode.BodyTooLarge, `the request body is larger than ${limit} bytes`);
 }
 
-class RedisTimeout extends Error {
-  override name = "RedisTimeout";
-}
+/** ioredis's message for a command that reached its `commandTimeout` (or its own timeout). */
+const COMMAND_TIMED_OUT = "Command timed out";
 
 /**
- * Bounds a Redis command: a request must not hang while Redis is slow. A command that timed out may
- * still be applied later, so that answer says "not acknowledged" rather than "not stored".
+ * The answer for a failed Redis write. A command that timed out may still be applied later, so that
+ * answer says "not acknowledged" rather than "not stored".
  */
-function redisCall<T>(promise: Promise<T>, timeoutMs: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new RedisTimeout(`${what} timed out after ${timeoutMs}ms`)), timeoutMs);
+function notStored(err: unknown, timeoutMs: number): AsyncError {
+  if (err instanceof AsyncError) return err;
+  const message =
+    err instanceof Error && err.message === COMMAND_TIMED_OUT
+      ? `Redis did not acknowledge the request within ${timeoutMs}ms; retry later (with an Idempotency-Key a retry cannot enqueue it twice)`
+      : "the request was not stored: Redis is unavailable; retry later";
+  return new AsyncError(ErrorCode.StoreUnavailable, message, {
+    cause: err,
+    headers: { "retry-after": "1" },
   });
-  return Promise.race([promise, timeout]).then(
-    (value) => {
-      clearTimeout(timer);
-      return value;
-    },
-    (err: unknown) => {
-      clearTimeout(timer);
-      if (err instanceof AsyncError) throw err;
-      const message =
-        err instanceof RedisTimeout
-          ? `Redis did not acknowledge the request within ${timeoutMs}ms; retry later (with an Idempotency-Key a retry cannot enqueue it twice)`
-          : "the request was not stored: Redis is unavailable; retry later";
-      throw new AsyncError(ErrorCode.StoreUnavailable, message, {
-        cause: err,
-        headers: { "retry-after": "1" },
-      });
-    },
-  );
 }
 
 /**
@@ -383,19 +529,31 @@ function producerMetrics(
     name: "knative_async_producer_stream_length",
     help: "Entries in the request stream (XLEN at scrape time; NaN when Redis does not answer)",
     registers: [registry],
+    // Every cluster worker reads the same stream: their answers are one figure, not parts of a sum.
+    aggregator: "first",
     async collect() {
       try {
-        this.set(await redisCall(redis.xlen(stream), Math.min(timeoutMs, 1000), "XLEN"));
+        const xlen = new Command("xlen", [stream]);
+        xlen.setTimeout(Math.min(timeoutMs, 1000));
+        this.set(Number(await redis.sendCommand(xlen)));
       } catch {
         this.set(Number.NaN);
       }
     },
   });
+  // Label children bound once per outcome (a few dozen at most: the error codes), not looked up by
+  // hashing the labels on every request.
+  const byOutcome = new Map<string, { count: Counter.Internal; time: Histogram.Internal<"outcome"> }>();
   return {
     acceptedBytes,
     observe(outcome, startedMs) {
-      requests.inc({ outcome });
-      duration.observe({ outcome }, (performance.now() - startedMs) / 1000);
+      let children = byOutcome.get(outcome);
+      if (children === undefined) {
+        children = { count: requests.labels(outcome), time: duration.labels(outcome) };
+        byOutcome.set(outcome, children);
+      }
+      children.count.inc();
+      children.time.observe((performance.now() - startedMs) / 1000);
     },
   };
 }

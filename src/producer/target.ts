@@ -135,10 +135,7 @@ export function resolveTarget(
     throw badTarget("the request target must be a path (origin-form), not an absolute URL");
   }
   const hostPort = authority.port === undefined ? authority.host : `${authority.host}:${authority.port}`;
-  const url = `http://${hostPort}${requestUrl}`;
-  // The leading "/" ends the authority, so nothing in the path can change the host that is checked
-  // below; the URL must still parse, or the consumer could not replay it.
-  if (!URL.canParse(url)) throw badTarget("the request target does not form a valid URL");
+  const url = targetUrl(hostPort, requestUrl);
 
   if (rules.forbidden.some((p) => matches(p, authority))) {
     throw new AsyncError(ErrorCode.ForbiddenTarget, `target ${hostPort} is the producer itself`);
@@ -150,4 +147,46 @@ export function resolveTarget(
     );
   }
   return { url, authority: hostPort };
+}
+
+/**
+ * A path and query made only of these characters always forms a valid URL after a valid authority, so
+ * the (comparatively slow) URL parser is asked only about the others.
+ */
+const PLAIN_PATH = /^\/[A-Za-z0-9\-._~!$&'()*+,;=:@%/?]*$/;
+
+function targetUrl(hostPort: string, requestUrl: string): string {
+  const url = `http://${hostPort}${requestUrl}`;
+  // The leading "/" ends the authority, so nothing in the path can change the host that was checked;
+  // the URL must still parse, or the consumer could not replay it.
+  if (!PLAIN_PATH.test(requestUrl) && !URL.canParse(url)) {
+    throw badTarget("the request target does not form a valid URL");
+  }
+  return url;
+}
+
+/**
+ * `resolveTarget` for one set of rules, remembering the host of each `Async-Original-Host` value it
+ * allowed: the checks depend on nothing else, and a producer sees the same few values again and again.
+ * At most `size` values are remembered (the cache starts over when full), so clients sending many
+ * different hosts cost memory only up to that.
+ */
+export function targetResolver(
+  rules: TargetRules,
+  size = 1000,
+): (hostValues: readonly string[] | undefined, requestUrl: string | undefined) => Target {
+  const allowed = new Map<string, string>();
+  return (hostValues, requestUrl) => {
+    const raw = hostValues?.length === 1 ? (hostValues[0] as string) : undefined;
+    const hostPort = raw === undefined ? undefined : allowed.get(raw);
+    if (hostPort === undefined || requestUrl === undefined || !requestUrl.startsWith("/")) {
+      const target = resolveTarget(hostValues, requestUrl, rules);
+      if (raw !== undefined) {
+        if (allowed.size >= size) allowed.clear();
+        allowed.set(raw, target.authority);
+      }
+      return target;
+    }
+    return { url: targetUrl(hostPort, requestUrl), authority: hostPort };
+  };
 }
