@@ -1,7 +1,13 @@
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { test } from "node:test";
-import { canonicalHeaderName, decodeEnvelope, encodeEnvelope, fieldValue } from "./envelope.js";
+import {
+  canonicalHeaderName,
+  decodeEnvelope,
+  encodeEnvelope,
+  encodeEnvelopeBuffer,
+  fieldValue,
+} from "./envelope.js";
 import { AsyncError, ErrorCode } from "./errors.js";
 
 const base = {
@@ -77,4 +83,38 @@ test("header names are canonicalised like Go's http.Header", () => {
 test("fieldValue reads a flat field list", () => {
   assert.equal(fieldValue(["data", "x", "attempts", "2"], "attempts"), "2");
   assert.equal(fieldValue(["data"], "data"), undefined);
+});
+
+test("encodeEnvelopeBuffer writes the very bytes of encodeEnvelope, for every kind of body", () => {
+  const bodies = [
+    Buffer.alloc(0),
+    Buffer.from('{"pad":"xxxx","n":1}'),
+    // Everything JSON must escape in a string: quotes, backslashes, each control character.
+    Buffer.from(`"\\/${Array.from({ length: 32 }, (_, i) => String.fromCharCode(i)).join("")}\u007f~`),
+    Buffer.from("héllo wörld ✓ 🚀 \u2028\u2029"),
+    Buffer.from([0xff, 0xfe, 0x00, 0x80]),
+    randomBytes(4097),
+    Buffer.from(JSON.stringify({ items: Array.from({ length: 3000 }, (_, i) => ({ i, s: `line ${i}\n` })) })),
+  ];
+  const headers = {
+    "Content-Type": ["application/json"],
+    "X-Quoted": ['a "b" \\ c'],
+    "X-Latin1": ["caf\u00e9"],
+    "X-Multi": ["a", "b"],
+  };
+  const variants = [
+    { ...base, headers },
+    { ...base, headers, acceptedAt: 1_700_000_000_123 },
+    { ...base, headers, acceptedAt: 1, policy: { maxAttempts: 3, timeoutMs: 2500 } },
+    { ...base, headers, policy: {} },
+  ];
+  for (const body of bodies) {
+    for (const variant of variants) {
+      const request = { ...variant, body };
+      const expected = Buffer.from(encodeEnvelope(request), "utf8");
+      const actual = encodeEnvelopeBuffer(request);
+      assert.ok(actual.equals(expected), `differs for a ${body.length}-byte body`);
+      assert.deepEqual(decodeEnvelope(actual.toString()).body, body);
+    }
+  }
 });

@@ -37,7 +37,6 @@ import type { Logger } from "../lib/logger.js";
 import { createRegistry, LATENCY_BUCKETS } from "../lib/metrics.js";
 import { POLICY_HEADER, parsePolicyHeader } from "../lib/policy.js";
 import { connectRedis, redisIsReady } from "../lib/redis.js";
-import { StreamAppender } from "./append.js";
 import { ByteBudget } from "./budget.js";
 import type { ProducerConfig } from "./config.js";
 import {
@@ -115,12 +114,11 @@ export async function startProducer(config: ProducerConfig, deps: ProducerDeps):
     commandTimeoutMs: writeTimeoutMs,
   });
   const scripts = new IdempotencyScripts(redis);
-  const appender = new StreamAppender(redis, keys.stream);
-  const metrics = producerMetrics(registry, redis, keys.stream, config.redisTimeoutMs);
-  const warn = throttledWarn(logger);
   // A request waits for room at most as long as for Redis: either way it learns within REDIS_TIMEOUT
   // whether it can be accepted.
   const budget = new ByteBudget(Math.ceil(config.requestBytesInFlight / config.workers), writeTimeoutMs);
+  const metrics = producerMetrics(registry, redis, keys.stream, config.redisTimeoutMs, budget);
+  const warn = throttledWarn(logger);
   const overloaded = () =>
     new AsyncError(
       ErrorCode.Overloaded,
@@ -145,7 +143,7 @@ export async function startProducer(config: ProducerConfig, deps: ProducerDeps):
   ): Promise<Answer> {
     try {
       if (key === undefined) {
-        if (typeof envelope === "string") await appender.append(envelope);
+        if (typeof envelope === "string") await redis.xadd(keys.stream, "*", DATA_FIELD, envelope);
         // Sent on its own rather than auto-pipelined: a pipeline copies its commands into one more
         // Buffer, which for large bodies is the largest allocation of the request.
         else await redis.sendCommand(new Command("xadd", [keys.stream, "*", DATA_FIELD, envelope]));
@@ -247,7 +245,8 @@ export async function startProducer(config: ProducerConfig, deps: ProducerDeps):
     afterLimit: "stop",
   };
 
-  async function handleAsync(req: IncomingMessage, res: ServerResponse, expectsContinue: boolean) {
+  /** Stores an async request and answers 202; throws the error to answer with otherwise. */
+  async function accept(req: IncomingMessage, res: ServerResponse, expectsContinue: boolean) {
     const headers = readHeaders(req.rawHeaders);
     const target = resolve(headers.originalHost, req.url);
     const key = parseIdempotencyKey(headers.idempotencyKey);
@@ -331,7 +330,7 @@ export async function startProducer(config: ProducerConfig, deps: ProducerDeps):
       if (ADMIN_PATHS.has(path) && serveAdmin(req, res, admin)) return;
     }
     const started = performance.now();
-    handleAsync(req, res, expectsContinue).then(
+    accept(req, res, expectsContinue).then(
       (outcome) => metrics.observe(outcome, started),
       (err: unknown) => {
         const code = errorCodeOf(err);
@@ -339,8 +338,11 @@ export async function startProducer(config: ProducerConfig, deps: ProducerDeps):
         if (!(err instanceof AsyncError)) logger.error({ code, err }, "request failed unexpectedly");
         else if (status >= 500) warn(code, "request not accepted", err);
         else logger.debug({ code, err }, "request refused");
-        // The unread rest of an oversized body is not worth reading: answer and close the connection.
-        sendError(res, err, { closeConnection: code === ErrorCode.BodyTooLarge });
+        // The unread rest of a body is not worth reading (an oversized one, or one refused for lack
+        // of room): answer and close the connection.
+        sendError(res, err, {
+          closeConnection: code === ErrorCode.BodyTooLarge || code === ErrorCode.Overloaded,
+        });
         metrics.observe(code, started);
       },
     );
@@ -506,7 +508,24 @@ function producerMetrics(
   redis: Redis,
   stream: string,
   timeoutMs: number,
+  budget: ByteBudget,
 ): ProducerMetrics {
+  new Gauge({
+    name: "knative_async_producer_body_bytes_in_flight",
+    help: "Request-body bytes held now, of the REQUEST_BYTES_IN_FLIGHT budget",
+    registers: [registry],
+    collect() {
+      this.set(budget.used);
+    },
+  });
+  new Gauge({
+    name: "knative_async_producer_requests_waiting",
+    help: "Requests waiting, their bodies unread, for room in the REQUEST_BYTES_IN_FLIGHT budget",
+    registers: [registry],
+    collect() {
+      this.set(budget.waiting);
+    },
+  });
   const requests = new Counter({
     name: "knative_async_producer_requests_total",
     help: "Async requests by outcome: accepted, replayed (a 202 repeated for an Idempotency-Key) or the error code",

@@ -7,6 +7,7 @@ import {
   producerHostPatterns,
   resolveTarget,
   type TargetRules,
+  targetResolver,
 } from "./target.js";
 
 const rules: TargetRules = {
@@ -127,6 +128,35 @@ describe("resolveTarget", () => {
       }
     });
   }
+
+  test("targetResolver remembers hosts but answers every case as resolveTarget does", () => {
+    // A tiny cache, so that it also starts over while the cases run.
+    const resolve = targetResolver(rules, 3);
+    for (let pass = 1; pass <= 3; pass++) {
+      for (const c of cases) {
+        const want = c.want.startsWith("http://") ? c.want : undefined;
+        if (want) assert.equal(resolve(c.host, c.url).url, want, `${c.name}, pass ${pass}`);
+        else
+          assert.equal(
+            codeOf(() => resolve(c.host, c.url)),
+            c.want,
+            `${c.name}, pass ${pass}`,
+          );
+        // A remembered host with another request target: the target is still checked.
+        if (want) {
+          assert.equal(resolve(c.host, "/other?q=1").url, `${new URL(want).origin}/other?q=1`);
+          assert.equal(
+            codeOf(() => resolve(c.host, "http://evil.com/")),
+            ErrorCode.BadTarget,
+          );
+          assert.equal(
+            codeOf(() => resolve(c.host, undefined)),
+            ErrorCode.BadTarget,
+          );
+        }
+      }
+    }
+  });
 });
 
 test("isClusterLocalService follows DNS-1123 labels", () => {
