@@ -4,7 +4,8 @@
  */
 import { randomUUID } from "node:crypto";
 import type { Redis } from "ioredis";
-import { DATA_FIELD, encodeEnvelope } from "../src/lib/envelope.js";
+import { DATA_FIELD } from "../src/lib/entry.js";
+import { encodeEnvelope } from "../src/lib/envelope.js";
 
 /** The path every benchmark request goes to. */
 export const BENCH_PATH = "/bench/work";

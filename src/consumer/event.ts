@@ -8,7 +8,8 @@
  * CloudEvents sender may use it, and so is data that is the envelope object itself.
  */
 import type { IncomingHttpHeaders } from "node:http";
-import { type AsyncRequest, DATA_FIELD, decodeEnvelope, fieldValue } from "../lib/envelope.js";
+import { DATA_FIELD, fieldValue } from "../lib/entry.js";
+import { type AsyncRequest, decodeEnvelope } from "../lib/envelope.js";
 import { AsyncError } from "../lib/errors.js";
 
 /** Extension attributes our dispatcher adds (`ce-asyncrequestid`, `ce-asyncattempt`). */

@@ -12,15 +12,13 @@ import {
   urlSetting,
 } from "../lib/config.js";
 import { DEFAULT_RETRYABLE_STATUSES } from "../lib/outcome.js";
-import { type RedisSettings, redisAddressSetting, withTlsCert } from "../lib/redis.js";
+import { type RedisSettings, redisEnvFields, redisFromEnv } from "../lib/redis.js";
 
 /** Every environment variable the dispatcher reads; the keys are the names. */
 export const dispatcherEnvSchema = z.object({
   PORT: portSetting(8080),
   LOG_LEVEL: logLevelSetting,
-  REDIS_ADDRESS: redisAddressSetting(),
-  TLS_CERT: z.string().optional(),
-  REDIS_STREAM_NAME: z.string().min(1).default("mystream"),
+  ...redisEnvFields,
   REDIS_GROUP: z.string().min(1).default("knative-async"),
   /** This dispatcher's consumer name in the group; unique per replica. */
   DISPATCHER_NAME: z.string().min(1).optional(),
@@ -87,8 +85,7 @@ export function loadDispatcherConfig(env: Env): DispatcherConfig {
   return Object.freeze({
     port: e.PORT,
     logLevel: e.LOG_LEVEL,
-    redis: withTlsCert(e.REDIS_ADDRESS, e.TLS_CERT),
-    streamName: e.REDIS_STREAM_NAME,
+    ...redisFromEnv(e),
     group: e.REDIS_GROUP,
     consumerName: e.DISPATCHER_NAME ?? `${hostname()}-${process.pid}`,
     mode: e.DISPATCH_MODE,

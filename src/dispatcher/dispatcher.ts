@@ -21,7 +21,8 @@
 import { createServer } from "node:http";
 import type { Redis } from "ioredis";
 import { Counter, Gauge, Histogram, type Registry } from "prom-client";
-import { type AsyncRequest, DATA_FIELD, decodeEnvelope, fieldValue } from "../lib/envelope.js";
+import { DATA_FIELD, fieldValue } from "../lib/entry.js";
+import { type AsyncRequest, decodeEnvelope } from "../lib/envelope.js";
 import { AsyncError, ErrorCode } from "../lib/errors.js";
 import { closeServer, listen, sendJson, serveAdmin } from "../lib/http.js";
 import { streamKeys } from "../lib/keys.js";

@@ -1,13 +1,9 @@
 import { z } from "zod";
 import { type Env, parseEnv } from "../lib/config.js";
-import { type RedisSettings, redisAddressSetting, withTlsCert } from "../lib/redis.js";
+import { type RedisSettings, redisEnvFields, redisFromEnv } from "../lib/redis.js";
 
 /** Every environment variable `knative-async dlq` reads; the keys are the names. */
-export const dlqEnvSchema = z.object({
-  REDIS_ADDRESS: redisAddressSetting(),
-  TLS_CERT: z.string().optional(),
-  REDIS_STREAM_NAME: z.string().min(1).default("mystream"),
-});
+export const dlqEnvSchema = z.object({ ...redisEnvFields });
 
 export interface DlqConfig {
   readonly redis: RedisSettings;
@@ -16,5 +12,5 @@ export interface DlqConfig {
 
 export function loadDlqConfig(env: Env): DlqConfig {
   const e = parseEnv("dlq", dlqEnvSchema, env);
-  return Object.freeze({ redis: withTlsCert(e.REDIS_ADDRESS, e.TLS_CERT), streamName: e.REDIS_STREAM_NAME });
+  return Object.freeze(redisFromEnv(e));
 }

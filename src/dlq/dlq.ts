@@ -4,7 +4,8 @@
  * the dispatcher picks it up like a new request with a fresh set of attempts.
  */
 import type { Redis } from "ioredis";
-import { type AsyncRequest, DATA_FIELD, decodeEnvelope, fieldValue } from "../lib/envelope.js";
+import { DATA_FIELD, fieldValue } from "../lib/entry.js";
+import { type AsyncRequest, decodeEnvelope } from "../lib/envelope.js";
 import type { StreamKeys } from "../lib/keys.js";
 import { defineScripts } from "../lib/scripts.js";
 

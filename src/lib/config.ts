@@ -4,8 +4,8 @@
  * mode run several of them in one process with different settings.
  */
 import { z } from "zod";
+import { parseDuration } from "./durations.js";
 import { AsyncError, ErrorCode } from "./errors.js";
-import { parseDuration } from "./policy.js";
 
 export type Env = Readonly<Record<string, string | undefined>>;
 

@@ -1,13 +1,7 @@
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { test } from "node:test";
-import {
-  canonicalHeaderName,
-  decodeEnvelope,
-  encodeEnvelope,
-  encodeEnvelopeBuffer,
-  fieldValue,
-} from "./envelope.js";
+import { canonicalHeaderName, decodeEnvelope, encodeEnvelope, encodeEnvelopeBuffer } from "./envelope.js";
 import { AsyncError, ErrorCode } from "./errors.js";
 
 const base = {
@@ -78,11 +72,6 @@ test("header names are canonicalised like Go's http.Header", () => {
   assert.equal(canonicalHeaderName("x-request-ID"), "X-Request-Id");
   assert.equal(canonicalHeaderName("prefer"), "Prefer");
   assert.equal(canonicalHeaderName("bad header"), "bad header");
-});
-
-test("fieldValue reads a flat field list", () => {
-  assert.equal(fieldValue(["data", "x", "attempts", "2"], "attempts"), "2");
-  assert.equal(fieldValue(["data"], "data"), undefined);
 });
 
 test("encodeEnvelopeBuffer writes the very bytes of encodeEnvelope, for every kind of body", () => {

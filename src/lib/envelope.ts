@@ -47,9 +47,6 @@ interface EnvelopeJson {
   policy?: DeliveryPolicyOverrides;
 }
 
-/** The name of the stream-entry field that holds the envelope (the original's). */
-export const DATA_FIELD = "data";
-
 export function encodeEnvelope(request: AsyncRequest): string {
   const utf8 = isUtf8(request.body);
   const json: EnvelopeJson = {
@@ -173,17 +170,6 @@ function decodePolicy(value: unknown): DeliveryPolicyOverrides | undefined {
     if (typeof v === "number" && Number.isFinite(v) && v >= 0) out[key] = v;
   }
   return Object.keys(out).length > 0 ? out : undefined;
-}
-
-/**
- * Stream entries and eventing-redis CloudEvents carry the entry as a flat list `[field, value, ...]`.
- * Returns the value of `field`, or undefined.
- */
-export function fieldValue(fields: readonly string[], field: string): string | undefined {
-  for (let i = 0; i + 1 < fields.length; i += 2) {
-    if (fields[i] === field) return fields[i + 1];
-  }
-  return undefined;
 }
 
 const canonicalCache = new Map<string, string>();

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { formatPolicyHeader, parseDuration, parsePolicyHeader, policyFromAnnotations } from "./policy.js";
+import { parseDuration } from "./durations.js";
+import { formatPolicyHeader, parsePolicyHeader, policyFromAnnotations } from "./policy.js";
 
 test("durations", () => {
   assert.equal(parseDuration("1500"), 1500);

@@ -13,6 +13,7 @@
  *
  * Header: `Async-Delivery-Policy: max-attempts=5; min-backoff=1s`.
  */
+import { formatDuration, parseDuration } from "./durations.js";
 import type { DeliveryPolicyOverrides } from "./envelope.js";
 
 export const POLICY_HEADER = "async-delivery-policy";
@@ -29,35 +30,6 @@ const ITEMS: readonly Item[] = [
 ];
 
 export const POLICY_ANNOTATIONS: readonly string[] = ITEMS.map((i) => POLICY_ANNOTATION_PREFIX + i.name);
-
-const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
-
-/** `1500ms`, `2s`, `1.5m`, `24h`, `1h30m`, `7d`; a bare number means milliseconds. */
-export function parseDuration(text: string): number | undefined {
-  const trimmed = text.trim();
-  if (/^\d+$/.test(trimmed)) return Number(trimmed);
-  const part = /(\d+(?:\.\d+)?)(ms|s|m|h|d)/gy;
-  let total = 0;
-  let consumed = 0;
-  for (let match = part.exec(trimmed); match !== null; match = part.exec(trimmed)) {
-    total += Number(match[1]) * (UNIT_MS[match[2] as string] as number);
-    consumed = part.lastIndex;
-  }
-  if (consumed === 0 || consumed !== trimmed.length) return undefined;
-  return Math.round(total);
-}
-
-export function formatDuration(ms: number): string {
-  for (const [unit, size] of [
-    ["d", 86_400_000],
-    ["h", 3_600_000],
-    ["m", 60_000],
-    ["s", 1000],
-  ] as const) {
-    if (ms >= size && ms % size === 0) return `${ms / size}${unit}`;
-  }
-  return `${ms}ms`;
-}
 
 function parseValue(item: Item, raw: string): number | undefined {
   if (item.kind === "count") {

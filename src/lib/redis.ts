@@ -59,6 +59,27 @@ export const redisAddressSetting = (defaultValue = "127.0.0.1:6379") =>
       }
     });
 
+/** The stream name every component uses unless REDIS_STREAM_NAME says otherwise (the original's). */
+export const DEFAULT_STREAM_NAME = "mystream";
+
+/**
+ * The Redis trio every component reads, one spelling for all: spread into a component's env schema,
+ * then turned into settings by `redisFromEnv`.
+ */
+export const redisEnvFields = {
+  REDIS_ADDRESS: redisAddressSetting(),
+  TLS_CERT: z.string().optional(),
+  REDIS_STREAM_NAME: z.string().min(1).default(DEFAULT_STREAM_NAME),
+};
+
+export function redisFromEnv(e: {
+  readonly REDIS_ADDRESS: RedisSettings;
+  readonly TLS_CERT?: string | undefined;
+  readonly REDIS_STREAM_NAME: string;
+}): { redis: RedisSettings; streamName: string } {
+  return { redis: withTlsCert(e.REDIS_ADDRESS, e.TLS_CERT), streamName: e.REDIS_STREAM_NAME };
+}
+
 export function withTlsCert(settings: RedisSettings, tlsCert: string | undefined): RedisSettings {
   if (!tlsCert?.trim()) return settings;
   return { ...settings, tls: { ...settings.tls, ca: tlsCert, servername: settings.host } };

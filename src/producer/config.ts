@@ -13,7 +13,7 @@ import {
   parseEnv,
   portSetting,
 } from "../lib/config.js";
-import { type RedisSettings, redisAddressSetting, withTlsCert } from "../lib/redis.js";
+import { type RedisSettings, redisEnvFields, redisFromEnv } from "../lib/redis.js";
 import { type HostPattern, parseHostPattern } from "./target.js";
 
 /**
@@ -60,10 +60,8 @@ const workersSetting = z
   });
 export const producerEnvSchema = z.object({
   PORT: portSetting(8080),
-  REDIS_ADDRESS: redisAddressSetting(),
-  REDIS_STREAM_NAME: z.string().default("mystream"),
+  ...redisEnvFields,
   REQUEST_SIZE_LIMIT: intSetting(6_000_000, 0, MAX_REQUEST_SIZE_LIMIT),
-  TLS_CERT: z.string().optional(),
   LOG_LEVEL: logLevelSetting,
   SYSTEM_NAMESPACE: z.string().default("knative-serving"),
   PRODUCER_NAME: z.string().default("async-producer"),
@@ -108,8 +106,7 @@ export function loadProducerConfig(env: Env): ProducerConfig {
   const e = parseEnv("producer", producerEnvSchema, env);
   return Object.freeze({
     port: e.PORT,
-    redis: withTlsCert(e.REDIS_ADDRESS, e.TLS_CERT),
-    streamName: e.REDIS_STREAM_NAME,
+    ...redisFromEnv(e),
     requestSizeLimit: e.REQUEST_SIZE_LIMIT,
     logLevel: e.LOG_LEVEL,
     systemNamespace: e.SYSTEM_NAMESPACE,

@@ -12,10 +12,10 @@ import { randomUUID } from "node:crypto";
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import { Command, type Redis } from "ioredis";
 import { Counter, Gauge, Histogram, type Registry } from "prom-client";
+import { DATA_FIELD } from "../lib/entry.js";
 import {
   type AsyncRequest,
   canonicalHeaderName,
-  DATA_FIELD,
   encodeEnvelope,
   encodeEnvelopeBuffer,
   type HeaderMap,

@@ -8,10 +8,10 @@
  * DELETE /_received forgets them.
  */
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
+import { formatDuration, parseDuration } from "../lib/durations.js";
 import { AsyncError, ErrorCode } from "../lib/errors.js";
 import { closeServer, listen, sendError, sendJson } from "../lib/http.js";
 import type { Logger } from "../lib/logger.js";
-import { formatDuration, parseDuration } from "../lib/policy.js";
 import type { SampleAppConfig } from "./config.js";
 
 export interface RecordedRequest {

@@ -8,7 +8,8 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import type { Redis } from "ioredis";
-import { DATA_FIELD, decodeEnvelope, fieldValue } from "../../src/lib/envelope.js";
+import { DATA_FIELD, fieldValue } from "../../src/lib/entry.js";
+import { decodeEnvelope } from "../../src/lib/envelope.js";
 import { type RecordingServer, startRecordingServer } from "../helpers/http.js";
 import { waitFor } from "../helpers/net.js";
 import { killAll } from "../helpers/processes.js";

@@ -6,7 +6,8 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import type { Redis } from "ioredis";
-import { encodeEnvelope, fieldValue } from "../../src/lib/envelope.js";
+import { fieldValue } from "../../src/lib/entry.js";
+import { encodeEnvelope } from "../../src/lib/envelope.js";
 import { streamKeys } from "../../src/lib/keys.js";
 import { type RecordingServer, startRecordingServer } from "../helpers/http.js";
 import { freePort, waitFor } from "../helpers/net.js";
