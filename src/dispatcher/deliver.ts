@@ -5,16 +5,11 @@
  * - `direct`: replay the request from the dispatcher itself, saving a hop (src/lib/replay.ts).
  */
 import { Agent, type Dispatcher, errors, request } from "undici";
+import type { StreamEntry } from "../lib/entry.js";
 import type { AsyncRequest } from "../lib/envelope.js";
 import { ErrorCode } from "../lib/errors.js";
 import { type DeliveryOutcome, outcomeFromHttp } from "../lib/outcome.js";
 import { createReplayer } from "../lib/replay.js";
-
-export interface StreamEntry {
-  readonly id: string;
-  /** The entry's flat field list: `["data", "<envelope>", ...]`. */
-  readonly fields: readonly string[];
-}
 
 export interface Deliverer {
   deliver(

@@ -21,7 +21,7 @@
 import { createServer } from "node:http";
 import type { Redis } from "ioredis";
 import { Counter, Gauge, Histogram, type Registry } from "prom-client";
-import { DATA_FIELD, fieldValue } from "../lib/entry.js";
+import { DATA_FIELD, fieldValue, type StreamEntry } from "../lib/entry.js";
 import { type AsyncRequest, decodeEnvelope } from "../lib/envelope.js";
 import { AsyncError, ErrorCode } from "../lib/errors.js";
 import { closeServer, listen, sendJson, serveAdmin } from "../lib/http.js";
@@ -39,7 +39,6 @@ import {
   createDirectDeliverer,
   type Deliverer,
   notifyDeadLetterSink,
-  type StreamEntry,
 } from "./deliver.js";
 
 /** Set on an entry replayed from the dead-letter stream (src/dlq/lua/replay-2.lua): ms, Redis clock. */
