@@ -7,6 +7,7 @@ import { readFileSync } from "node:fs";
 import { test } from "node:test";
 import { consumerEnvSchema } from "../src/consumer/config.js";
 import { controllerEnvSchema } from "../src/controller/config.js";
+import { devEnvSchema } from "../src/dev/config.js";
 import { dispatcherEnvSchema } from "../src/dispatcher/config.js";
 import { dlqEnvSchema } from "../src/dlq/config.js";
 import { producerEnvSchema } from "../src/producer/config.js";
@@ -27,6 +28,7 @@ test("every environment variable the components read is documented, and nothing 
       controllerEnvSchema,
       sampleAppEnvSchema,
       dlqEnvSchema,
+      devEnvSchema,
     ].flatMap((schema) => Object.keys(schema.shape)),
   );
   const documented = new Set(

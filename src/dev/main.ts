@@ -5,6 +5,7 @@
 import { parseArgs } from "node:util";
 import { ConfigError } from "../lib/config.js";
 import { runComponent } from "../lib/process.js";
+import { loadDevEnv } from "./config.js";
 import { type DevOptions, startDev } from "./dev.js";
 import { formatAccepted, formatAttempt } from "./format.js";
 import { RedisServerMissingError } from "./redis-server.js";
@@ -18,16 +19,6 @@ const USAGE = `usage: knative-async dev [options]
 Environment: REDIS_ADDRESS (use this Redis instead of starting one), REDIS_STREAM_NAME, LOG_LEVEL
 (components' JSON logs on stderr, default warn), and the dispatcher's retry settings such as MAX_ATTEMPTS.
 `;
-
-/** Dispatcher settings a user may want to try locally. */
-const DISPATCHER_PASSTHROUGH = [
-  "MAX_ATTEMPTS",
-  "MIN_BACKOFF",
-  "MAX_BACKOFF",
-  "MAX_EVENT_AGE",
-  "RETRY_NON_IDEMPOTENT",
-  "REQUEST_TIMEOUT",
-];
 
 export async function main(argv: string[]): Promise<void> {
   let parsed: ReturnType<typeof parseOptions>;
@@ -96,20 +87,16 @@ function parseOptions(argv: string[]): DevOptions | "help" {
   const port = Number(values.port);
   if (!Number.isInteger(port) || port < 0 || port > 65535)
     throw new Error(`--port must be a port number, got ${values.port}`);
-  const dispatcherEnv: Record<string, string> = {};
-  for (const name of DISPATCHER_PASSTHROUGH) {
-    const value = process.env[name];
-    if (value !== undefined && value !== "") dispatcherEnv[name] = value;
-  }
+  const env = loadDevEnv(process.env);
   return {
     port,
     host: values.host,
     always: values.always,
     sleep: values.sleep,
     direct: values.direct,
-    ...(process.env.REDIS_ADDRESS ? { redisAddress: process.env.REDIS_ADDRESS } : {}),
-    streamName: process.env.REDIS_STREAM_NAME || "mystream",
-    logLevel: process.env.LOG_LEVEL || "warn",
-    dispatcherEnv: { MAX_ATTEMPTS: "4", ...dispatcherEnv },
+    ...(env.redisAddress === undefined ? {} : { redisAddress: env.redisAddress }),
+    streamName: env.streamName,
+    logLevel: env.logLevel,
+    dispatcherEnv: env.dispatcherEnv,
   };
 }
