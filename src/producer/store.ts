@@ -83,12 +83,15 @@ export class RequestStore {
     }
   }
 
-  async #append(envelope: string | Buffer): Promise<void> {
+  /** The plain append; not async, so that the hot path awaits ioredis's promise and no other. */
+  #append(envelope: string | Buffer): Promise<unknown> {
     const stream = this.#keys.stream;
-    if (typeof envelope === "string") await this.#redis.xadd(stream, "*", DATA_FIELD, envelope);
+    if (typeof envelope === "string") return this.#redis.xadd(stream, "*", DATA_FIELD, envelope);
     // Sent on its own rather than auto-pipelined: a pipeline copies its commands into one more Buffer,
     // which for large bodies is the largest allocation of the request.
-    else await this.#redis.sendCommand(new Command("xadd", [stream, "*", DATA_FIELD, envelope]));
+    const xadd = new Command("xadd", [stream, "*", DATA_FIELD, envelope]);
+    this.#redis.sendCommand(xadd);
+    return xadd.promise;
   }
 
   /** The idempotent enqueue: decide and append in one script, then confirm with replicas and settle. */
