@@ -27,3 +27,29 @@ export function createLogger(component: string, options: LoggerOptions = {}): Lo
     (options.destination ?? process.stdout) as pino.DestinationStream,
   );
 }
+
+/** A warning about a failure, labelled by its error code; see `throttledWarn`. */
+export type CodeWarning = (code: string, message: string, err: unknown) => void;
+
+/**
+ * Warns about failures that are not the client's fault, at most once per interval per code with a count
+ * of the ones left out: while a dependency (Redis) is down every request fails, and one line per request
+ * would flood the logs. The cause's message is lifted out, as it is what says what went wrong.
+ */
+export function throttledWarn(logger: Logger, intervalMs = 5000): CodeWarning {
+  const last = new Map<string, { at: number; suppressed: number }>();
+  return (code, message, err) => {
+    const now = Date.now();
+    const seen = last.get(code);
+    if (seen && now - seen.at < intervalMs) {
+      seen.suppressed++;
+      return;
+    }
+    last.set(code, { at: now, suppressed: 0 });
+    const cause = err instanceof Error && err.cause instanceof Error ? err.cause.message : undefined;
+    logger.warn(
+      { code, err, ...(cause ? { cause } : {}), suppressedSinceLast: seen?.suppressed ?? 0 },
+      message,
+    );
+  };
+}

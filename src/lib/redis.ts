@@ -169,3 +169,24 @@ export function waitUntilReady(client: Redis, timeoutMs: number): Promise<void> 
     client.once("ready", onReady);
   });
 }
+
+/**
+ * Sends QUIT and waits for it at most `timeoutMs`, then drops the connection whatever happened: closing
+ * must not hang on a Redis that is away, and there is nothing to say goodbye to then.
+ */
+export async function quitRedis(client: Redis, timeoutMs = 1000): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    await Promise.race([
+      client.quit(),
+      new Promise((resolve) => {
+        timer = setTimeout(resolve, timeoutMs);
+      }),
+    ]);
+  } catch {
+    // Redis is away; the disconnect below is all that is left to do.
+  } finally {
+    clearTimeout(timer);
+    client.disconnect();
+  }
+}

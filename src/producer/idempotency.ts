@@ -12,7 +12,6 @@ import type { Redis } from "ioredis";
 import { AsyncError, ErrorCode } from "../lib/errors.js";
 import { defineScripts } from "../lib/scripts.js";
 
-export const IDEMPOTENCY_HEADER = "idempotency-key";
 export const MAX_IDEMPOTENCY_KEY_LENGTH = 255;
 
 function badKey(message: string): AsyncError {

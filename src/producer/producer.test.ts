@@ -16,8 +16,9 @@ import { ErrorCode } from "../lib/errors.js";
 import { streamKeys } from "../lib/keys.js";
 import { createLogger } from "../lib/logger.js";
 import { connectRedis, parseRedisAddress } from "../lib/redis.js";
+import { prefersRespondAsync } from "../lib/wire/prefer.js";
 import { loadProducerConfig } from "./config.js";
-import { type AcceptedInfo, prefersRespondAsync, type RunningProducer, startProducer } from "./producer.js";
+import { type AcceptedInfo, type RunningProducer, startProducer } from "./producer.js";
 
 const TARGET = "app.default.svc.cluster.local";
 const LIMIT = 100_000;

@@ -165,16 +165,18 @@ function targetUrl(hostPort: string, requestUrl: string): string {
   return url;
 }
 
+export type TargetResolver = (
+  hostValues: readonly string[] | undefined,
+  requestUrl: string | undefined,
+) => Target;
+
 /**
  * `resolveTarget` for one set of rules, remembering the host of each `Async-Original-Host` value it
  * allowed: the checks depend on nothing else, and a producer sees the same few values again and again.
  * At most `size` values are remembered (the cache starts over when full), so clients sending many
  * different hosts cost memory only up to that.
  */
-export function targetResolver(
-  rules: TargetRules,
-  size = 1000,
-): (hostValues: readonly string[] | undefined, requestUrl: string | undefined) => Target {
+export function targetResolver(rules: TargetRules, size = 1000): TargetResolver {
   const allowed = new Map<string, string>();
   return (hostValues, requestUrl) => {
     const raw = hostValues?.length === 1 ? (hostValues[0] as string) : undefined;

@@ -1,0 +1,158 @@
+/**
+ * One async request, from its headers to the 202: headers -> target -> room in the budget -> body ->
+ * envelope -> durable write -> 202. Anything that goes wrong on the way is thrown as the error to answer
+ * with (answer.ts), and nothing is answered 202 before the store says the request is stored.
+ */
+import { randomUUID } from "node:crypto";
+import type { IncomingMessage, ServerResponse } from "node:http";
+import { type AsyncRequest, encodeEnvelope, encodeEnvelopeBuffer } from "../lib/envelope.js";
+import { AsyncError, ErrorCode } from "../lib/errors.js";
+import { type BodyLimit, readBody } from "../lib/http.js";
+import type { Logger } from "../lib/logger.js";
+import { parsePolicyHeader } from "../lib/policy.js";
+import { RETRY_AFTER } from "../lib/wire/headers.js";
+import { prefersRespondAsync } from "../lib/wire/prefer.js";
+import { sendAccepted } from "./answer.js";
+import type { ByteBudget } from "./budget.js";
+import { parseIdempotencyKey } from "./idempotency.js";
+import type { ProducerMetrics } from "./metrics.js";
+import { type RequestHeaders, readHeaders } from "./request-headers.js";
+import type { Answer, RequestStore } from "./store.js";
+import type { TargetResolver } from "./target.js";
+
+export interface AcceptedInfo {
+  readonly id: string;
+  readonly url: string;
+  readonly method: string;
+  readonly bytes: number;
+}
+
+/** What the request flow works with; built once by startProducer. */
+export interface AcceptParts {
+  /** Largest accepted body, in bytes (REQUEST_SIZE_LIMIT). */
+  readonly requestSizeLimit: number;
+  /** Resolves and checks the target (target.ts's `targetResolver`). */
+  readonly resolve: TargetResolver;
+  readonly budget: ByteBudget;
+  readonly store: RequestStore;
+  readonly metrics: ProducerMetrics;
+  readonly logger: Logger;
+  /** Called after each 202 for a newly stored request (the dev mode prints a line). */
+  readonly onAccepted?: ((info: AcceptedInfo) => void) | undefined;
+}
+
+/** The outcome label (metrics) of a request answered 202 with a new id, and of a 202 repeated for its key. */
+const ACCEPTED = "accepted";
+const REPLAYED = "replayed";
+
+/** From this body size on, the envelope is built as a Buffer rather than a string. */
+const LARGE_BODY_BYTES = 32 * 1024;
+
+/**
+ * The request flow for one producer: `accept` stores an async request and answers 202, resolving with
+ * its outcome label; it throws the error to answer with otherwise.
+ */
+export function requestAcceptor(parts: AcceptParts) {
+  const { requestSizeLimit, resolve, budget, store, metrics, logger, onAccepted } = parts;
+  const tooLarge = () => bodyTooLarge(requestSizeLimit);
+  const bodyLimit: BodyLimit = { limit: requestSizeLimit, tooLarge, afterLimit: "stop" };
+
+  return async function accept(
+    req: IncomingMessage,
+    res: ServerResponse,
+    expectsContinue: boolean,
+  ): Promise<string> {
+    const headers = readHeaders(req.rawHeaders);
+    const target = resolve(headers.originalHost, req.url);
+    const key = parseIdempotencyKey(headers.idempotencyKey);
+    const declaredText = req.headers["content-length"];
+    const declared = declaredText === undefined ? -1 : Number(declaredText);
+    if (declared > requestSizeLimit) throw tooLarge();
+
+    // Bytes of the budget this request holds, given back once Redis has answered.
+    let held = 0;
+    try {
+      if (declared > 0) {
+        const room = budget.take(declared, overloaded);
+        if (room !== undefined) {
+          await room;
+          if (req.destroyed) {
+            budget.give(declared);
+            throw new AsyncError(ErrorCode.BodyAborted, "the client went away while its request waited");
+          }
+        }
+        held = declared;
+      }
+      if (expectsContinue) res.writeContinue();
+      const body = await readBody(
+        req,
+        declared >= 0
+          ? bodyLimit
+          : {
+              ...bodyLimit,
+              admit: (bytes: number) => {
+                if (!budget.tryTake(bytes)) return overloaded();
+                held += bytes;
+                return undefined;
+              },
+            },
+      );
+
+      const request = asyncRequest(req.method ?? "GET", target.url, headers, body);
+      const answer = await store.accept(request, encode(request), key);
+      budget.give(held);
+      held = 0;
+
+      sendAccepted(res, answer, prefersRespondAsync(headers.prefer));
+      noteAccepted(request, answer);
+      return answer.replayed ? REPLAYED : ACCEPTED;
+    } finally {
+      if (held > 0) budget.give(held);
+    }
+  };
+
+  function noteAccepted(request: AsyncRequest, answer: Answer): void {
+    const { url, method } = request;
+    const bytes = request.body.length;
+    if (!answer.replayed) metrics.acceptedBytes.inc(bytes);
+    if (!answer.firstAccept) return;
+    logger.debug({ id: answer.id, url, method, bytes }, "request queued");
+    if (onAccepted === undefined) return;
+    try {
+      onAccepted({ id: answer.id, url, method, bytes });
+    } catch (err) {
+      logger.error({ err }, "onAccepted hook failed");
+    }
+  }
+}
+
+/** The request as stored: a new id, the target, every header but the delivery policy, the body. */
+function asyncRequest(method: string, url: string, headers: RequestHeaders, body: Buffer): AsyncRequest {
+  const policy = parsePolicyHeader(headers.policy?.join("; "));
+  return {
+    id: randomUUID(),
+    url,
+    method,
+    headers: headers.stored,
+    body,
+    acceptedAt: Date.now(),
+    ...(policy === undefined ? {} : { policy }),
+  };
+}
+
+/** Small envelopes are cheaper as a string; large ones as one Buffer (see encodeEnvelopeBuffer). */
+function encode(request: AsyncRequest): string | Buffer {
+  return request.body.length >= LARGE_BODY_BYTES ? encodeEnvelopeBuffer(request) : encodeEnvelope(request);
+}
+
+function bodyTooLarge(limit: number): AsyncError {
+  return new AsyncError(ErrorCode.BodyTooLarge, `the request body is larger than ${limit} bytes`);
+}
+
+function overloaded(): AsyncError {
+  return new AsyncError(
+    ErrorCode.Overloaded,
+    "the producer holds as many request bodies as it may (REQUEST_BYTES_IN_FLIGHT); retry later",
+    { headers: { [RETRY_AFTER]: "1" } },
+  );
+}
