@@ -12,8 +12,8 @@ import type { Logger } from "../lib/logger.js";
 import { createRegistry, LATENCY_BUCKETS } from "../lib/metrics.js";
 import { type DeliveryOutcome, outcomeToHttp } from "../lib/outcome.js";
 import { createReplayer } from "../lib/replay.js";
+import { CE_ID, parseEvent } from "../lib/wire/cloudevent.js";
 import type { ConsumerConfig } from "./config.js";
-import { parseEvent } from "./event.js";
 
 export interface ConsumerDeps {
   readonly logger: Logger;
@@ -92,7 +92,7 @@ export async function startConsumer(config: ConsumerConfig, deps: ConsumerDeps):
       });
     } catch (err) {
       countDelivery(errorCodeOf(err));
-      logger.warn({ ceId: req.headers["ce-id"], err: (err as Error).message }, "event not read");
+      logger.warn({ ceId: req.headers[CE_ID], err: (err as Error).message }, "event not read");
       sendError(res, err, { closeConnection: true });
       return;
     }

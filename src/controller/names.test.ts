@@ -1,6 +1,15 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { asyncServiceName, childIngressName, childName } from "./names.js";
+import {
+  asyncServiceName,
+  childIngressName,
+  childName,
+  DELIVERY_POLICY_HEADER,
+  ORIGINAL_HOST_HEADER,
+  PREFER_ASYNC,
+  PREFER_HEADER,
+  PREFER_SYNC,
+} from "./names.js";
 
 describe("childName (knative.dev/pkg kmeta.ChildName)", () => {
   // The rows of knative.dev/pkg/kmeta/names_test.go.
@@ -68,5 +77,14 @@ describe("child names", () => {
   it("uses the original's suffixes", () => {
     assert.equal(childIngressName("hello"), "hello-new");
     assert.equal(asyncServiceName("hello"), "hello-async");
+  });
+});
+
+describe("header names on the KIngress", () => {
+  it("keep the spelling existing clusters carry", () => {
+    assert.deepEqual(
+      [PREFER_HEADER, PREFER_ASYNC, PREFER_SYNC, ORIGINAL_HOST_HEADER, DELIVERY_POLICY_HEADER],
+      ["Prefer", "respond-async", "respond-sync", "Async-Original-Host", "Async-Delivery-Policy"],
+    );
   });
 });

@@ -4,6 +4,14 @@
  * themselves, so a rename is one edit here.
  */
 import { createHash } from "node:crypto";
+import {
+  canonical,
+  DELIVERY_POLICY,
+  ORIGINAL_HOST,
+  PREFER,
+  RESPOND_ASYNC,
+  RESPOND_SYNC,
+} from "../lib/wire/headers.js";
 
 // ---- Kubernetes names ------------------------------------------------------------------------------
 
@@ -44,9 +52,9 @@ function trimToAlphanumericEnd(name: string): string {
 }
 
 /** The original's suffix for the child KIngress (`<name>-new`), kept so existing clusters keep working. */
-export const CHILD_INGRESS_SUFFIX = "-new";
+const CHILD_INGRESS_SUFFIX = "-new";
 /** The ExternalName Service the async route points to (`<name>-async`). */
-export const ASYNC_SERVICE_SUFFIX = "-async";
+const ASYNC_SERVICE_SUFFIX = "-async";
 
 export const childIngressName = (parentName: string): string => childName(parentName, CHILD_INGRESS_SUFFIX);
 export const asyncServiceName = (parentName: string): string => childName(parentName, ASYNC_SERVICE_SUFFIX);
@@ -88,12 +96,13 @@ export const MANAGED_SELECTOR = `${MANAGED_BY_LABEL}=${MANAGED_BY_VALUE}`;
 
 // ---- HTTP routing ----------------------------------------------------------------------------------
 
-export const PREFER_HEADER = "Prefer";
-export const PREFER_ASYNC = "respond-async";
-export const PREFER_SYNC = "respond-sync";
+// Header names (src/lib/wire/headers.ts) in the Go spelling the KIngress has always carried.
+export const PREFER_HEADER = canonical(PREFER);
+export const PREFER_ASYNC = RESPOND_ASYNC;
+export const PREFER_SYNC = RESPOND_SYNC;
 /** Where the producer finds the service the request was meant for. */
-export const ORIGINAL_HOST_HEADER = "Async-Original-Host";
-export const DELIVERY_POLICY_HEADER = "Async-Delivery-Policy";
+export const ORIGINAL_HOST_HEADER = canonical(ORIGINAL_HOST);
+export const DELIVERY_POLICY_HEADER = canonical(DELIVERY_POLICY);
 /** The async Service's port; the producer is reached on plain HTTP port 80 through the gateway. */
 export const ASYNC_SERVICE_PORT = 80;
 export const ASYNC_SERVICE_PORT_NAME = "http";

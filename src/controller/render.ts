@@ -138,7 +138,7 @@ async function readInput(file: string): Promise<string> {
   return Buffer.concat(chunks).toString("utf8");
 }
 
-export async function runRender(argv: string[], env: Env): Promise<number> {
+async function runRender(argv: string[], env: Env): Promise<number> {
   const args = parseRenderArgs(argv);
   if (args === "help") {
     process.stdout.write(USAGE);

@@ -7,8 +7,8 @@
 import type { Condition, ConditionStatus, IngressStatus, KIngress } from "./types.js";
 
 export const READY = "Ready";
-export const LOAD_BALANCER_READY = "LoadBalancerReady";
-export const NETWORK_CONFIGURED = "NetworkConfigured";
+const LOAD_BALANCER_READY = "LoadBalancerReady";
+const NETWORK_CONFIGURED = "NetworkConfigured";
 const DEPENDENTS = [LOAD_BALANCER_READY, NETWORK_CONFIGURED] as const;
 
 /** metav1.Time has second precision; keep the same so a round trip through the API compares equal. */

@@ -8,6 +8,8 @@
  */
 import { Agent, createServer, type IncomingMessage, request, type Server } from "node:http";
 import { closeServer, HOP_BY_HOP_HEADERS, listen } from "../lib/http.js";
+import { ORIGINAL_HOST, PREFER, RESPOND_ASYNC, RESPOND_SYNC } from "../lib/wire/headers.js";
+import { hasPreference } from "../lib/wire/prefer.js";
 
 export interface GatewayOptions {
   readonly port: number;
@@ -23,20 +25,9 @@ export interface RunningGateway {
   close(): Promise<void>;
 }
 
-/** True when the Prefer header (possibly several, comma-separated preferences) holds `token`. */
-export function prefers(values: readonly string[] | undefined, token: string): boolean {
-  if (!values) return false;
-  return values.some((v) =>
-    v
-      .split(",")
-      .map((p) => p.split(";", 1)[0]?.trim().toLowerCase())
-      .includes(token),
-  );
-}
-
-export function routeToProducer(req: IncomingMessage, always: boolean): boolean {
-  const prefer = req.headersDistinct.prefer;
-  return always ? !prefers(prefer, "respond-sync") : prefers(prefer, "respond-async");
+function routeToProducer(req: IncomingMessage, always: boolean): boolean {
+  const prefer = req.headersDistinct[PREFER];
+  return always ? !hasPreference(prefer, RESPOND_SYNC) : hasPreference(prefer, RESPOND_ASYNC);
 }
 
 export async function startGateway(options: GatewayOptions): Promise<RunningGateway> {
@@ -49,18 +40,13 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
       (req.headersDistinct.connection ?? []).flatMap((v) => v.split(",").map((s) => s.trim().toLowerCase())),
     );
     for (const [name, values] of Object.entries(req.headersDistinct)) {
-      if (
-        values &&
-        !HOP_BY_HOP_HEADERS.has(name) &&
-        !connectionNamed.has(name) &&
-        name !== "async-original-host"
-      ) {
+      if (values && !HOP_BY_HOP_HEADERS.has(name) && !connectionNamed.has(name) && name !== ORIGINAL_HOST) {
         headers[name] = values;
       }
     }
     // Node sends list values as repeated header lines, but Host must be one string.
     if (req.headers.host !== undefined) headers.host = req.headers.host;
-    if (toProducer) headers["async-original-host"] = options.app;
+    if (toProducer) headers[ORIGINAL_HOST] = options.app;
     const proxied = request(
       { hostname, port, method: req.method, path: req.url, headers, agent: keepAlive },
       (upstreamRes) => {

@@ -1,10 +1,13 @@
 import assert from "node:assert/strict";
+import { createServer as createTlsServer } from "node:https";
 import { after, before, describe, test } from "node:test";
 import { HTTP } from "cloudevents";
 import { type RecordingServer, startRecordingServer } from "../../test/helpers/http.js";
 import { freePort } from "../../test/helpers/net.js";
 import { type AsyncRequest, encodeEnvelope } from "../lib/envelope.js";
 import { ErrorCode } from "../lib/errors.js";
+import { listen } from "../lib/http.js";
+import { createReplayer } from "../lib/replay.js";
 import { createCloudEventDeliverer, type Deliverer } from "./deliver.js";
 
 let sink: RecordingServer;
@@ -112,4 +115,57 @@ describe("CloudEvent deliverer (real HTTP sink)", () => {
       await nowhere.close();
     }
   });
+
+  test("a sink that cannot be reached fails as a replay to the same address does", async () => {
+    const tls = createTlsServer({ key: SELF_SIGNED_KEY, cert: SELF_SIGNED_CERT }, (_req, res) => res.end());
+    const tlsPort = await listen(tls, 0, "127.0.0.1");
+    const replayer = createReplayer({ timeoutMs: 5_000 });
+    const kinds = [
+      { kind: "nobody listens", url: `http://127.0.0.1:${await freePort()}/` },
+      { kind: "unknown host", url: "http://no-such-host.invalid/" },
+      // A TLS handshake that fails (the certificate is trusted by no one): nothing was written.
+      { kind: "untrusted certificate", url: `https://127.0.0.1:${tlsPort}/` },
+    ];
+    try {
+      for (const { kind, url } of kinds) {
+        const toSink = createCloudEventDeliverer({ sink: url, source: "s", connections: 1 });
+        try {
+          const sinkOutcome = await toSink.deliver(entry, request, 1, 1000);
+          const replayOutcome = await replayer.replay({ ...request, url });
+          assert.equal(sinkOutcome.kind === "error" && sinkOutcome.code, ErrorCode.TargetUnreachable, kind);
+          assert.equal(
+            replayOutcome.kind === "error" && replayOutcome.code,
+            ErrorCode.TargetUnreachable,
+            kind,
+          );
+        } finally {
+          await toSink.close();
+        }
+      }
+    } finally {
+      await replayer.close();
+      tls.closeAllConnections();
+      await new Promise<void>((resolve) => tls.close(() => resolve()));
+    }
+  });
 });
+
+/** A throwaway self-signed certificate for 127.0.0.1 (P-256, valid until 2126), made for this test only. */
+const SELF_SIGNED_KEY = `-----BEGIN PRIVATE KEY-----
+MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgDA97vg4Mvc0OtQz6
+ZC1bJ1U/Ruf4WEMxseQ9M9PRklmhRANCAASbp9tjSclfEp9xJRH3GS7EE+aKAxF6
+4yyi87DHflS3uB/nBB1n7QdWYCzJyKxk2uHEdxUoGmcTLs8EUJLyka3E
+-----END PRIVATE KEY-----
+`;
+const SELF_SIGNED_CERT = `-----BEGIN CERTIFICATE-----
+MIIBmzCCAUGgAwIBAgIUFUClOMI+MmIlaj4YRznaFnDWalAwCgYIKoZIzj0EAwIw
+FDESMBAGA1UEAwwJbG9jYWxob3N0MCAXDTI2MTIwMTIxNTAxOVoYDzIxMjYxMTA3
+MjE1MDE5WjAUMRIwEAYDVQQDDAlsb2NhbGhvc3QwWTATBgcqhkjOPQIBBggqhkjO
+PQMBBwNCAASbp9tjSclfEp9xJRH3GS7EE+aKAxF64yyi87DHflS3uB/nBB1n7QdW
+YCzJyKxk2uHEdxUoGmcTLs8EUJLyka3Eo28wbTAdBgNVHQ4EFgQUGx5wLgt2ZAO4
+K5Z61B4c9O1kyLQwHwYDVR0jBBgwFoAUGx5wLgt2ZAO4K5Z61B4c9O1kyLQwDwYD
+VR0TAQH/BAUwAwEB/zAaBgNVHREEEzARhwR/AAABgglsb2NhbGhvc3QwCgYIKoZI
+zj0EAwIDSAAwRQIhAJO7fBsbakZ6vgn8A2HknjwMEdAcjGE767DFlkhsy2SUAiBM
+WMVclqfcLJxZpL7IOIfonkCyBocDPpxK/zwKmQiNzQ==
+-----END CERTIFICATE-----
+`;

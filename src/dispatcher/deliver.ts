@@ -4,12 +4,13 @@
  *   consumer, which replays the request and reports what happened (src/lib/outcome.ts);
  * - `direct`: replay the request from the dispatcher itself, saving a hop (src/lib/replay.ts).
  */
-import { Agent, type Dispatcher, errors, request } from "undici";
+import { Agent, request } from "undici";
 import type { StreamEntry } from "../lib/entry.js";
 import type { AsyncRequest } from "../lib/envelope.js";
-import { ErrorCode } from "../lib/errors.js";
 import { type DeliveryOutcome, outcomeFromHttp } from "../lib/outcome.js";
 import { createReplayer } from "../lib/replay.js";
+import { send } from "../lib/send.js";
+import { encodeDeadLetterEvent, encodeStreamEvent } from "../lib/wire/cloudevent.js";
 
 export interface Deliverer {
   deliver(
@@ -21,14 +22,17 @@ export interface Deliverer {
   close(): Promise<void>;
 }
 
-/** The CloudEvent type eventing-redis's RedisStreamSource sends; the consumer accepts either sender. */
-export const STREAM_EVENT_TYPE = "dev.knative.sources.redisstream";
-
 /** Time the dispatcher waits for the consumer beyond the replay's own timeout. */
 const SINK_MARGIN_MS = 10_000;
 
-/** Past this many bytes of a sink's answer body the connection is dropped rather than read to the end. */
+/**
+ * Past this many bytes of a sink's answer body the connection is dropped rather than read to the end:
+ * the consumer's answer is a few bytes.
+ */
 const MAX_SINK_ANSWER_BYTES = 64 * 1024;
+
+/** Names the sink in error messages: `sink: ECONNREFUSED ...`. */
+const SINK_PEER = "sink";
 
 export function createCloudEventDeliverer(options: {
   sink: string;
@@ -41,78 +45,23 @@ export function createCloudEventDeliverer(options: {
   const path = `${sink.pathname}${sink.search}`;
   return {
     deliver(entry, asyncRequest, attempt, timeoutMs) {
-      const started = performance.now();
+      const event = encodeStreamEvent(entry, options.source, asyncRequest.id, attempt);
+      // The answer is read back as the consumer's report (src/lib/outcome.ts). No deadline of our own:
+      // undici's headers and body timeouts, with room for the replay's, bound the wait.
       const timeout = timeoutMs + SINK_MARGIN_MS;
-      // undici's low-level dispatch with a small handler, as src/lib/replay.ts does: request() would
-      // build a response stream per event only for it to be drained.
-      return new Promise<DeliveryOutcome>((resolve) => {
-        let settled = false;
-        let status = 0;
-        let headers: Record<string, string | string[] | undefined> = {};
-        let discarded = 0;
-        const settle = (outcome: DeliveryOutcome) => {
-          if (settled) return;
-          settled = true;
-          resolve(outcome);
-        };
-        const answered = () => settle(outcomeFromHttp(status, headers, performance.now() - started));
-        const handler: Dispatcher.DispatchHandler = {
-          // undici takes a handler for its new (controller) interface only when it has this method.
-          onRequestStart() {},
-          onResponseStart(_c, statusCode, responseHeaders) {
-            if (statusCode < 200) return;
-            status = statusCode;
-            headers = responseHeaders;
-          },
-          onResponseData(c, chunk) {
-            // The consumer's answer is a few bytes; a sink that sends more is not read to the end.
-            discarded += chunk.length;
-            if (discarded > MAX_SINK_ANSWER_BYTES) {
-              answered();
-              c.abort(new Error("sink answer too large to discard"));
-            }
-          },
-          onResponseEnd() {
-            answered();
-          },
-          onResponseError(_c, err) {
-            settle(sinkErrorOutcome(err, performance.now() - started));
-          },
-        };
-        try {
-          agent.dispatch(
-            {
-              origin,
-              path,
-              method: "POST",
-              headers: [
-                "content-type",
-                "application/json",
-                "ce-specversion",
-                "1.0",
-                "ce-type",
-                STREAM_EVENT_TYPE,
-                "ce-id",
-                entry.id,
-                "ce-source",
-                options.source,
-                "ce-time",
-                new Date().toISOString(),
-                "ce-asyncrequestid",
-                asyncRequest.id,
-                "ce-asyncattempt",
-                String(attempt),
-              ],
-              body: JSON.stringify(entry.fields),
-              headersTimeout: timeout,
-              bodyTimeout: timeout,
-            },
-            handler,
-          );
-        } catch (err) {
-          settle(sinkErrorOutcome(err, performance.now() - started));
-        }
-      });
+      return send(
+        agent,
+        {
+          origin,
+          path,
+          method: "POST",
+          headers: event.headers,
+          body: event.body,
+          headersTimeout: timeout,
+          bodyTimeout: timeout,
+        },
+        { peer: SINK_PEER, maxDiscardBytes: MAX_SINK_ANSWER_BYTES, readAnswer: outcomeFromHttp },
+      );
     },
     async close() {
       await agent.close();
@@ -140,21 +89,6 @@ export function createDirectDeliverer(options: {
   };
 }
 
-const CONNECT_ERRORS = new Set(["ECONNREFUSED", "ENOTFOUND", "EAI_AGAIN", "EHOSTUNREACH", "ENETUNREACH"]);
-
-/** The sink itself failed: when it was never reached, neither was the app. */
-function sinkErrorOutcome(err: unknown, durationMs: number): DeliveryOutcome {
-  const code = (err as { code?: string }).code ?? "";
-  const message = `sink: ${(err as Error).message ?? String(err)}`;
-  if (CONNECT_ERRORS.has(code) || err instanceof errors.ConnectTimeoutError) {
-    return { kind: "error", code: ErrorCode.TargetUnreachable, message, durationMs };
-  }
-  if (err instanceof errors.HeadersTimeoutError || err instanceof errors.BodyTimeoutError) {
-    return { kind: "error", code: ErrorCode.TargetTimeout, message, durationMs };
-  }
-  return { kind: "error", code: ErrorCode.TargetFailed, message, durationMs };
-}
-
 /** Best-effort CloudEvent to DEAD_LETTER_SINK; the dead-letter stream is the record that counts. */
 export async function notifyDeadLetterSink(
   sink: string,
@@ -162,17 +96,11 @@ export async function notifyDeadLetterSink(
   deadLetterId: string,
   body: Record<string, unknown>,
 ): Promise<void> {
+  const event = encodeDeadLetterEvent(deadLetterId, source, body);
   const response = await request(sink, {
     method: "POST",
-    headers: {
-      "content-type": "application/json",
-      "ce-specversion": "1.0",
-      "ce-type": "dev.knative.async.deadletter",
-      "ce-id": deadLetterId,
-      "ce-source": source,
-      "ce-time": new Date().toISOString(),
-    },
-    body: JSON.stringify(body),
+    headers: event.headers,
+    body: event.body,
     headersTimeout: 10_000,
     bodyTimeout: 10_000,
   });

@@ -7,6 +7,7 @@
  * HTTP hop. A sink that is not our consumer (any CloudEvent receiver) simply answers 2xx or not.
  */
 import { ErrorCode } from "./errors.js";
+import { ERROR, RETRY_AFTER, TARGET_DURATION_MS, TARGET_STATUS } from "./wire/headers.js";
 
 export type DeliveryOutcome =
   | {
@@ -30,10 +31,6 @@ export type DeliveryOutcome =
       readonly durationMs: number;
     };
 
-export const TARGET_STATUS_HEADER = "async-target-status";
-export const TARGET_DURATION_HEADER = "async-target-duration-ms";
-export const ERROR_HEADER = "async-error";
-
 /** The target statuses that are retried unless configured otherwise. */
 export const DEFAULT_RETRYABLE_STATUSES: readonly number[] = [408, 429, 500, 502, 503, 504];
 
@@ -54,12 +51,12 @@ export function outcomeToHttp(
   retryableStatuses: readonly number[] = DEFAULT_RETRYABLE_STATUSES,
 ): { status: number; headers: Record<string, string>; body: string } {
   const headers: Record<string, string> = {
-    [TARGET_DURATION_HEADER]: String(Math.round(outcome.durationMs)),
+    [TARGET_DURATION_MS]: String(Math.round(outcome.durationMs)),
   };
   if (outcome.retryAfterMs !== undefined)
-    headers["retry-after"] = String(Math.ceil(outcome.retryAfterMs / 1000));
+    headers[RETRY_AFTER] = String(Math.ceil(outcome.retryAfterMs / 1000));
   if (outcome.kind === "response") {
-    headers[TARGET_STATUS_HEADER] = String(outcome.status);
+    headers[TARGET_STATUS] = String(outcome.status);
     const retryable = retryableStatuses.includes(outcome.status);
     return {
       status: retryable ? 502 : 200,
@@ -67,7 +64,7 @@ export function outcomeToHttp(
       body: JSON.stringify({ targetStatus: outcome.status }),
     };
   }
-  headers[ERROR_HEADER] = outcome.code;
+  headers[ERROR] = outcome.code;
   return {
     status: statusForError(outcome.code),
     headers,
@@ -86,26 +83,33 @@ function statusForError(code: ErrorCode): number {
   }
 }
 
+/** Answer headers as undici hands them over: lower-case names, repeated ones as a list. */
+export type AnswerHeaders = Record<string, string | string[] | undefined>;
+
+/** An app's answer: its status, and its Retry-After when it sent one. */
+export function responseOutcome(status: number, headers: AnswerHeaders, durationMs: number): DeliveryOutcome {
+  const retryAfterMs = parseRetryAfter(headers[RETRY_AFTER]);
+  return retryAfterMs === undefined
+    ? { kind: "response", status, durationMs }
+    : { kind: "response", status, retryAfterMs, durationMs };
+}
+
 /**
  * Reads the sink's answer back into an outcome. Our consumer's headers are trusted as facts; any other
  * sink's status is taken as the outcome of the delivery itself.
  */
-export function outcomeFromHttp(
-  status: number,
-  headers: Record<string, string | string[] | undefined>,
-  durationMs: number,
-): DeliveryOutcome {
-  const retryAfterMs = parseRetryAfter(headers["retry-after"]);
-  const extra = retryAfterMs === undefined ? {} : { retryAfterMs };
-  const targetStatus = single(headers[TARGET_STATUS_HEADER]);
+export function outcomeFromHttp(status: number, headers: AnswerHeaders, durationMs: number): DeliveryOutcome {
+  const targetStatus = single(headers[TARGET_STATUS]);
   if (targetStatus !== undefined && /^\d{3}$/.test(targetStatus)) {
-    return { kind: "response", status: Number(targetStatus), durationMs, ...extra };
+    return responseOutcome(Number(targetStatus), headers, durationMs);
   }
-  const code = single(headers[ERROR_HEADER]);
+  const code = single(headers[ERROR]);
   if (code !== undefined && (Object.values(ErrorCode) as string[]).includes(code)) {
+    const retryAfterMs = parseRetryAfter(headers[RETRY_AFTER]);
+    const extra = retryAfterMs === undefined ? {} : { retryAfterMs };
     return { kind: "error", code: code as ErrorCode, message: `sink reported ${code}`, durationMs, ...extra };
   }
-  return { kind: "response", status, durationMs, ...extra };
+  return responseOutcome(status, headers, durationMs);
 }
 
 function single(value: string | string[] | undefined): string | undefined {

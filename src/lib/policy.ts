@@ -15,9 +15,11 @@
  */
 import { formatDuration, parseDuration } from "./durations.js";
 import type { DeliveryPolicyOverrides } from "./envelope.js";
+import { DELIVERY_POLICY } from "./wire/headers.js";
 
-export const POLICY_HEADER = "async-delivery-policy";
-export const POLICY_ANNOTATION_PREFIX = "async.knative.dev/";
+/** The header that carries the policy (src/lib/wire/headers.ts), under the name the producer imports. */
+export const POLICY_HEADER = DELIVERY_POLICY;
+const POLICY_ANNOTATION_PREFIX = "async.knative.dev/";
 
 type Item = { key: keyof DeliveryPolicyOverrides; name: string; kind: "count" | "duration" };
 
@@ -28,8 +30,6 @@ const ITEMS: readonly Item[] = [
   { key: "maxAgeMs", name: "max-age", kind: "duration" },
   { key: "timeoutMs", name: "timeout", kind: "duration" },
 ];
-
-export const POLICY_ANNOTATIONS: readonly string[] = ITEMS.map((i) => POLICY_ANNOTATION_PREFIX + i.name);
 
 function parseValue(item: Item, raw: string): number | undefined {
   if (item.kind === "count") {

@@ -7,21 +7,28 @@
  * minus the ones that only made sense on the original hop, and its body byte for byte; plus
  * `Prefer: respond-sync`, `X-Forwarded-Host` (the original Host), `Async-Request-Id` and `Async-Attempt`.
  *
- * What comes back is a fact, never an exception: the target's status (any status, 404 included), or
- * an error code that says whether the app can have received the request:
- *  - TargetUnreachable: not sent (connect failed, or the timeout passed before it could be written),
- *    so the app never saw it (safe to retry any method);
- *  - TargetTimeout: sent, but no complete answer within the timeout (headers and body);
- *  - TargetFailed: the connection broke after the request was sent;
- *  - MalformedEvent: the stored request cannot be sent at all (say, a header value HTTP forbids).
- * A body that times out or breaks after the status line counts as a timeout or failure: the app did
- * not finish its answer, so it may not have finished its work either.
+ * What comes back is a fact, never an exception (src/lib/send.ts): the target's status (any status, 404
+ * included), or an error code that says whether the app can have received the request. One deadline
+ * covers connect, headers and body; a replay still waiting for a connection at its deadline was never
+ * sent, so it is TargetUnreachable (safe to retry any method), and an url that is not absolute http(s)
+ * is MalformedEvent.
  */
 import { Agent, type Dispatcher } from "undici";
 import type { AsyncRequest } from "./envelope.js";
 import { ErrorCode } from "./errors.js";
 import { HOP_BY_HOP_HEADERS } from "./http.js";
-import { type DeliveryOutcome, parseRetryAfter } from "./outcome.js";
+import type { DeliveryOutcome } from "./outcome.js";
+import { errorOutcome, send } from "./send.js";
+import {
+  ATTEMPT,
+  canonical,
+  DELIVERY_POLICY,
+  FORWARDED_HOST,
+  ORIGINAL_HOST,
+  PREFER,
+  REQUEST_ID,
+  RESPOND_SYNC,
+} from "./wire/headers.js";
 
 export interface ReplayerOptions {
   /** Per-request timeout when the envelope carries none. */
@@ -49,38 +56,18 @@ const DROPPED: ReadonlySet<string> = new Set([
   "host",
   "content-length",
   "expect",
-  "async-original-host",
-  "async-delivery-policy",
-  "prefer",
-  "async-request-id",
-  "async-attempt",
+  ORIGINAL_HOST,
+  DELIVERY_POLICY,
+  PREFER,
+  REQUEST_ID,
+  ATTEMPT,
 ]);
 
-/** Errors raised while connecting: the request was never written, so the app never saw it. */
-const CONNECT_PHASE_CODES: ReadonlySet<string> = new Set([
-  "ECONNREFUSED",
-  "ENOTFOUND",
-  "EAI_AGAIN",
-  "EHOSTUNREACH",
-  "ENETUNREACH",
-  "EADDRNOTAVAIL",
-  "UND_ERR_CONNECT_TIMEOUT",
-  // TLS handshake failures happen before the request is written too.
-  "ERR_TLS_CERT_ALTNAME_INVALID",
-  "DEPTH_ZERO_SELF_SIGNED_CERT",
-  "SELF_SIGNED_CERT_IN_CHAIN",
-  "UNABLE_TO_VERIFY_LEAF_SIGNATURE",
-  "UNABLE_TO_GET_ISSUER_CERT_LOCALLY",
-  "CERT_HAS_EXPIRED",
-  // A replay after close(): nothing was sent.
-  "UND_ERR_CLOSED",
-  "UND_ERR_DESTROYED",
-]);
-
-const TIMEOUT_CODES: ReadonlySet<string> = new Set(["UND_ERR_HEADERS_TIMEOUT", "UND_ERR_BODY_TIMEOUT"]);
-
-/** undici's rejections of the request itself (bad header, unsupported method): retrying cannot help. */
-const INVALID_REQUEST_CODES: ReadonlySet<string> = new Set(["UND_ERR_INVALID_ARG", "UND_ERR_NOT_SUPPORTED"]);
+/** The names of the headers this module adds, spelled as the Go original sent them. */
+const PREFER_NAME = canonical(PREFER);
+const FORWARDED_HOST_NAME = canonical(FORWARDED_HOST);
+const REQUEST_ID_NAME = canonical(REQUEST_ID);
+const ATTEMPT_NAME = canonical(ATTEMPT);
 
 /**
  * The answer's body is received and dropped so the connection can be reused; past this many bytes it
@@ -111,94 +98,27 @@ export function createReplayer(options: ReplayerOptions): Replayer {
 
   return {
     replay(request, attempt) {
-      const started = performance.now();
       const target = splitUrl(request.url);
       if (target === undefined) {
+        const started = performance.now();
         return Promise.resolve(
           errorOutcome(ErrorCode.MalformedEvent, "the url is not absolute http(s)", started),
         );
       }
       const timeoutMs = timeoutFor(request);
-      return new Promise<DeliveryOutcome>((resolve) => {
-        let settled = false;
-        let timedOut = false;
-        let controller: Dispatcher.DispatchController | undefined;
-        let status = 0;
-        let retryAfter: string | string[] | undefined;
-        let discarded = 0;
-
-        const settle = (outcome: DeliveryOutcome) => {
-          if (settled) return;
-          settled = true;
-          clearTimeout(timer);
-          resolve(outcome);
-        };
-        const answered = () => {
-          const durationMs = performance.now() - started;
-          const retryAfterMs = parseRetryAfter(retryAfter);
-          settle(
-            retryAfterMs === undefined
-              ? { kind: "response", status, durationMs }
-              : { kind: "response", status, retryAfterMs, durationMs },
-          );
-        };
-        // One deadline for connect, headers and body. undici hands over the controller just before it
-        // writes the request, so without one the request was never sent (still connecting, or waiting
-        // for a free connection): the app cannot have it, and it is aborted before it is written.
-        const timer = setTimeout(() => {
-          timedOut = true;
-          if (controller === undefined) {
-            const message = `${target.origin}: not sent within ${timeoutMs} ms (connecting or waiting for a connection)`;
-            settle(errorOutcome(ErrorCode.TargetUnreachable, message, started));
-            return;
-          }
-          const message = `${target.origin}: no complete answer within ${timeoutMs} ms`;
-          settle(errorOutcome(ErrorCode.TargetTimeout, message, started));
-          controller.abort(new Error(message));
-        }, timeoutMs);
-
-        const handler: Dispatcher.DispatchHandler = {
-          onRequestStart(c) {
-            controller = c;
-            if (timedOut) c.abort(new Error("timed out before it was sent"));
-          },
-          onResponseStart(_c, statusCode, headers) {
-            // 1xx answers (103 Early Hints) come before the final one.
-            if (statusCode < 200) return;
-            status = statusCode;
-            retryAfter = headers["retry-after"];
-          },
-          onResponseData(c, chunk) {
-            discarded += chunk.length;
-            if (discarded > MAX_DISCARDED_BODY_BYTES) {
-              answered();
-              c.abort(new Error("answer body too large to discard"));
-            }
-          },
-          onResponseEnd() {
-            answered();
-          },
-          onResponseError(_c, err) {
-            settle(classify(err, target.origin, started));
-          },
-        };
-        try {
-          agent.dispatch(
-            {
-              origin: target.origin,
-              path: target.path,
-              method: request.method as Dispatcher.HttpMethod,
-              headers: replayHeaders(request, attempt),
-              body: request.body.length > 0 ? request.body : null,
-              headersTimeout: timeoutMs,
-              bodyTimeout: timeoutMs,
-            },
-            handler,
-          );
-        } catch (err) {
-          settle(classify(err, target.origin, started));
-        }
-      });
+      return send(
+        agent,
+        {
+          origin: target.origin,
+          path: target.path,
+          method: request.method as Dispatcher.HttpMethod,
+          headers: replayHeaders(request, attempt),
+          body: request.body.length > 0 ? request.body : null,
+          headersTimeout: timeoutMs,
+          bodyTimeout: timeoutMs,
+        },
+        { peer: target.origin, deadlineMs: timeoutMs, maxDiscardBytes: MAX_DISCARDED_BODY_BYTES },
+      );
     },
     close() {
       return agent.close();
@@ -210,7 +130,7 @@ export function createReplayer(options: ReplayerOptions): Replayer {
  * The header list sent to the app, as undici's flat `[name, value, ...]` form so repeated headers stay
  * separate lines in their original order.
  */
-export function replayHeaders(request: AsyncRequest, attempt?: number): string[] {
+function replayHeaders(request: AsyncRequest, attempt?: number): string[] {
   const connectionNamed = namedByConnection(request);
   const out: string[] = [];
   let originalHost: string | undefined;
@@ -224,16 +144,16 @@ export function replayHeaders(request: AsyncRequest, attempt?: number): string[]
       continue;
     }
     if (DROPPED.has(lower) || connectionNamed?.has(lower)) continue;
-    if (lower === "x-forwarded-host") hasForwardedHost = true;
+    if (lower === FORWARDED_HOST) hasForwardedHost = true;
     for (const value of values) out.push(name, value);
   }
   // Always synchronous, as the original consumer did: on an always-async route anything else would loop.
-  out.push("Prefer", "respond-sync");
+  out.push(PREFER_NAME, RESPOND_SYNC);
   if (originalHost !== undefined && originalHost !== "" && !hasForwardedHost) {
-    out.push("X-Forwarded-Host", originalHost);
+    out.push(FORWARDED_HOST_NAME, originalHost);
   }
-  out.push("Async-Request-Id", request.id);
-  if (attempt !== undefined) out.push("Async-Attempt", String(attempt));
+  out.push(REQUEST_ID_NAME, request.id);
+  if (attempt !== undefined) out.push(ATTEMPT_NAME, String(attempt));
   return out;
 }
 
@@ -267,41 +187,6 @@ function splitUrl(url: string): { origin: string; path: string } | undefined {
   const rest = match[3] ?? "";
   const path = rest === "" ? "/" : rest.startsWith("/") ? rest : `/${rest}`;
   return { origin, path };
-}
-
-function classify(err: unknown, origin: string, started: number): DeliveryOutcome {
-  const codes = errorCodes(err);
-  const detail = `${origin}: ${codes[0] ?? "error"} ${(err as Error)?.message ?? String(err)}`;
-  if (codes.some((c) => INVALID_REQUEST_CODES.has(c))) {
-    return errorOutcome(ErrorCode.MalformedEvent, `the stored request cannot be sent: ${detail}`, started);
-  }
-  if (codes.some((c) => TIMEOUT_CODES.has(c))) return errorOutcome(ErrorCode.TargetTimeout, detail, started);
-  if (codes.length > 0 && codes.every((c) => CONNECT_PHASE_CODES.has(c))) {
-    return errorOutcome(ErrorCode.TargetUnreachable, detail, started);
-  }
-  return errorOutcome(ErrorCode.TargetFailed, detail, started);
-}
-
-/**
- * The error's code and those of what it wraps: Node reports a failed connection to a host with both an
- * IPv6 and an IPv4 address as an AggregateError of one error per address.
- */
-function errorCodes(err: unknown): string[] {
-  const codes: string[] = [];
-  const visit = (e: unknown, depth: number) => {
-    if (e === null || typeof e !== "object" || depth > 3) return;
-    const code = (e as { code?: unknown }).code;
-    if (typeof code === "string") codes.push(code);
-    const inner = (e as { errors?: unknown }).errors;
-    if (Array.isArray(inner)) for (const i of inner) visit(i, depth + 1);
-    visit((e as { cause?: unknown }).cause, depth + 1);
-  };
-  visit(err, 0);
-  return codes;
-}
-
-function errorOutcome(code: ErrorCode, message: string, started: number): DeliveryOutcome {
-  return { kind: "error", code, message, durationMs: performance.now() - started };
 }
 
 function clampTimeout(ms: number): number {

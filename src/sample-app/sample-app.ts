@@ -12,6 +12,7 @@ import { formatDuration, parseDuration } from "../lib/durations.js";
 import { AsyncError, ErrorCode } from "../lib/errors.js";
 import { closeServer, listen, sendError, sendJson } from "../lib/http.js";
 import type { Logger } from "../lib/logger.js";
+import { REQUEST_ID } from "../lib/wire/headers.js";
 import type { SampleAppConfig } from "./config.js";
 
 export interface RecordedRequest {
@@ -38,7 +39,7 @@ export interface RunningSampleApp {
   close(): Promise<void>;
 }
 
-export const RECEIVED_PATH = "/_received";
+const RECEIVED_PATH = "/_received";
 
 /** A test app holds bodies in memory; this keeps a runaway client from exhausting it. */
 const MAX_BODY_BYTES = 64 * 1024 * 1024;
@@ -86,7 +87,7 @@ export async function startSampleApp(
     };
     if (config.record) received.push(recorded);
     deps.onRequest?.(recorded);
-    const requestId = req.headers["async-request-id"];
+    const requestId = req.headers[REQUEST_ID];
     logger.info(
       { method: recorded.method, url, bytes: body.length, asyncRequestId: requestId },
       `received a request, sleeping ${formatDuration(sleepMs)}`,

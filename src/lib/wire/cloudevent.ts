@@ -1,19 +1,84 @@
 /**
- * From a received CloudEvent to the request it carries.
+ * The CloudEvents that cross our boundaries, written and read in this one place.
  *
- * Two senders feed the consumer with the same event: our dispatcher and eventing-redis's
- * RedisStreamSource. Both send binary mode (attributes in `ce-*` headers, the body is the data), and the
- * data is the stream entry's flat field list as JSON, `["data", "<envelope json>", ...]`. Structured
- * mode (`application/cloudevents+json`, with `data` or `data_base64`) is accepted too, as any
- * CloudEvents sender may use it, and so is data that is the envelope object itself.
+ * The stream event carries a stored request from the dispatcher to the consumer. Two senders feed the
+ * consumer with the same event: our dispatcher and eventing-redis's RedisStreamSource. Both send binary
+ * mode (attributes in `ce-*` headers, the body is the data), and the data is the stream entry's flat
+ * field list as JSON, `["data", "<envelope json>", ...]`. Our dispatcher adds two extension attributes,
+ * the request id and the 1-based delivery attempt. Structured mode (`application/cloudevents+json`, with
+ * `data` or `data_base64`) is accepted too, as any CloudEvents sender may use it, and so is data that is
+ * the envelope object itself.
+ *
+ * The dead-letter event tells DEAD_LETTER_SINK that an entry was dead-lettered; nothing of ours reads it.
  */
 import type { IncomingHttpHeaders } from "node:http";
-import { DATA_FIELD, fieldValue } from "../lib/entry.js";
-import { type AsyncRequest, decodeEnvelope } from "../lib/envelope.js";
-import { AsyncError } from "../lib/errors.js";
+import { DATA_FIELD, fieldValue, type StreamEntry } from "../entry.js";
+import { type AsyncRequest, decodeEnvelope } from "../envelope.js";
+import { AsyncError } from "../errors.js";
 
-/** Extension attributes our dispatcher adds (`ce-asyncrequestid`, `ce-asyncattempt`). */
+/** The type eventing-redis's RedisStreamSource sends; our dispatcher sends the same. */
+const STREAM_EVENT_TYPE = "dev.knative.sources.redisstream";
+/** The type of the event sent to DEAD_LETTER_SINK. */
+const DEAD_LETTER_EVENT_TYPE = "dev.knative.async.deadletter";
+
+const SPEC_VERSION = "1.0";
+const JSON_CONTENT_TYPE = "application/json";
+const STRUCTURED_CONTENT_TYPE = "application/cloudevents+json";
+const BATCH_CONTENT_TYPE = "application/cloudevents-batch+json";
+
+/** Extension attributes our dispatcher adds to the stream event. */
+const REQUEST_ID_ATTRIBUTE = "asyncrequestid";
 const ATTEMPT_ATTRIBUTE = "asyncattempt";
+
+/** Binary mode: attribute `x` travels as header `ce-x`. */
+const CE_SPECVERSION = "ce-specversion";
+const CE_TYPE = "ce-type";
+export const CE_ID = "ce-id";
+const CE_SOURCE = "ce-source";
+const CE_TIME = "ce-time";
+const CE_REQUEST_ID = `ce-${REQUEST_ID_ATTRIBUTE}`;
+const CE_ATTEMPT = `ce-${ATTEMPT_ATTRIBUTE}`;
+
+/** A binary-mode event ready to send: undici's flat `[name, value, ...]` header list, and the body. */
+export interface BinaryEvent {
+  readonly headers: string[];
+  readonly body: string;
+}
+
+/** The stream event for one delivery attempt of `entry`: on the dispatcher's hot path, so kept flat. */
+export function encodeStreamEvent(
+  entry: StreamEntry,
+  source: string,
+  requestId: string,
+  attempt: number,
+): BinaryEvent {
+  const headers = binaryHeaders(STREAM_EVENT_TYPE, entry.id, source);
+  headers.push(CE_REQUEST_ID, requestId, CE_ATTEMPT, String(attempt));
+  return { headers, body: JSON.stringify(entry.fields) };
+}
+
+/** The event that reports a dead-lettered entry; `data` is sent as JSON. */
+export function encodeDeadLetterEvent(deadLetterId: string, source: string, data: unknown): BinaryEvent {
+  return { headers: binaryHeaders(DEAD_LETTER_EVENT_TYPE, deadLetterId, source), body: JSON.stringify(data) };
+}
+
+/** The required attributes, and the JSON content type of the data. */
+function binaryHeaders(type: string, id: string, source: string): string[] {
+  return [
+    "content-type",
+    JSON_CONTENT_TYPE,
+    CE_SPECVERSION,
+    SPEC_VERSION,
+    CE_TYPE,
+    type,
+    CE_ID,
+    id,
+    CE_SOURCE,
+    source,
+    CE_TIME,
+    new Date().toISOString(),
+  ];
+}
 
 export type ParsedEvent =
   | {
@@ -26,21 +91,22 @@ export type ParsedEvent =
     }
   | { readonly ok: false; readonly ceId: string | undefined; readonly reason: string };
 
+/** From a received stream event, in either mode, to the request it carries. */
 export function parseEvent(headers: IncomingHttpHeaders, body: Buffer): ParsedEvent {
   const contentType = (headers["content-type"] ?? "").toLowerCase();
-  if (contentType.startsWith("application/cloudevents+json")) return parseStructured(body);
-  const ceId = single(headers["ce-id"]);
-  if (contentType.startsWith("application/cloudevents-batch+json")) {
+  if (contentType.startsWith(STRUCTURED_CONTENT_TYPE)) return parseStructured(body);
+  const ceId = single(headers[CE_ID]);
+  if (contentType.startsWith(BATCH_CONTENT_TYPE)) {
     return { ok: false, ceId, reason: "batched CloudEvents are not supported" };
   }
-  if (headers["ce-specversion"] === undefined) {
+  if (headers[CE_SPECVERSION] === undefined) {
     return {
       ok: false,
       ceId,
-      reason: "not a CloudEvent: no ce-specversion header and not application/cloudevents+json",
+      reason: `not a CloudEvent: no ${CE_SPECVERSION} header and not ${STRUCTURED_CONTENT_TYPE}`,
     };
   }
-  return fromData(ceId, parseAttempt(single(headers[`ce-${ATTEMPT_ATTRIBUTE}`])), body.toString("utf8"));
+  return fromData(ceId, parseAttempt(single(headers[CE_ATTEMPT])), body.toString("utf8"));
 }
 
 function parseStructured(body: Buffer): ParsedEvent {
