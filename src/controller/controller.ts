@@ -13,6 +13,7 @@ import { createServer } from "node:http";
 import { hostname } from "node:os";
 import type { KubeConfig, KubernetesObject, ListWatch } from "@kubernetes/client-node";
 import { Counter, Gauge, Histogram, type Registry } from "prom-client";
+import { Backoff } from "../lib/backoff.js";
 import { AsyncError, ErrorCode, errorCodeOf } from "../lib/errors.js";
 import { closeServer, listen, sendError, serveAdmin } from "../lib/http.js";
 import type { Logger } from "../lib/logger.js";
@@ -107,9 +108,9 @@ export async function startController(
     informer: ListWatch<T>,
     handler: (object: T) => void,
   ): () => Promise<void> {
-    let delay = INFORMER_RETRY_MIN_MS;
+    const backoff = new Backoff({ baseMs: INFORMER_RETRY_MIN_MS, maxMs: INFORMER_RETRY_MAX_MS });
     const seen = (object: T) => {
-      delay = INFORMER_RETRY_MIN_MS;
+      backoff.reset();
       handler(object);
     };
     informer.on("add", seen);
@@ -123,12 +124,12 @@ export async function startController(
     informer.on("error", (err) => {
       if (closing) return;
       metrics.informerRestarts.inc({ resource });
+      const delay = backoff.next();
       logger.warn({ err, resource, retryInMs: delay }, "list or watch failed; restarting");
       const timer = setTimeout(() => {
         if (!closing) start().catch((e) => logger.error({ err: e, resource }, "informer restart failed"));
       }, delay);
       timer.unref();
-      delay = Math.min(INFORMER_RETRY_MAX_MS, delay * 2);
     });
     return start;
   }

@@ -4,6 +4,8 @@
  * meanwhile it is processed once more afterwards; failed keys come back after an exponential backoff
  * per key, which `forget` resets on success.
  */
+import { backoffDelay } from "../lib/backoff.js";
+
 export interface WorkQueueOptions {
   readonly baseDelayMs?: number;
   readonly maxDelayMs?: number;
@@ -63,7 +65,7 @@ export class WorkQueue {
   addRateLimited(key: string): number {
     const failures = this.failures.get(key) ?? 0;
     this.failures.set(key, failures + 1);
-    const delay = Math.min(this.maxDelayMs, this.baseDelayMs * 2 ** failures);
+    const delay = backoffDelay(failures + 1, { baseMs: this.baseDelayMs, maxMs: this.maxDelayMs });
     this.addAfter(key, delay);
     return delay;
   }

@@ -5,6 +5,7 @@
  */
 import { Redis, type RedisOptions } from "ioredis";
 import { z } from "zod";
+import { backoffDelay } from "./backoff.js";
 import { redactUrlPassword } from "./config.js";
 
 export interface RedisSettings {
@@ -85,6 +86,9 @@ export function withTlsCert(settings: RedisSettings, tlsCert: string | undefined
   return { ...settings, tls: { ...settings.tls, ca: tlsCert, servername: settings.host } };
 }
 
+/** Reconnect quickly at first (100 ms), then every 2 s at most: Redis restarts should be ridden out. */
+const RECONNECT_BACKOFF = { baseMs: 100, maxMs: 2000 };
+
 export interface ConnectOptions {
   /** Shown in CLIENT LIST, which makes it easy to see who holds which connection. */
   readonly name: string;
@@ -113,8 +117,7 @@ export function connectRedis(settings: RedisSettings, options: ConnectOptions): 
     maxRetriesPerRequest: options.failFast ? 0 : null,
     enableOfflineQueue: !options.failFast,
     ...(options.commandTimeoutMs === undefined ? {} : { commandTimeout: options.commandTimeoutMs }),
-    // Reconnect quickly at first, then every 2 s at most: Redis restarts should be ridden out.
-    retryStrategy: (times) => Math.min(50 * 2 ** Math.min(times, 6), 2000),
+    retryStrategy: (times) => backoffDelay(times, RECONNECT_BACKOFF),
     ...(settings.username ? { username: settings.username } : {}),
     ...(settings.password ? { password: settings.password } : {}),
     ...(settings.tls ? { tls: { ...settings.tls } } : {}),
