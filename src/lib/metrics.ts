@@ -15,3 +15,20 @@ export function createRegistry(component: string, options: { processMetrics?: bo
 export const LATENCY_BUCKETS = [
   0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60,
 ];
+
+/**
+ * Label children bound once per key and then reused: prom-client hashes the label values on every
+ * `inc()`/`observe()` otherwise, which shows on the hot paths. Meant for few keys (outcome classes, error
+ * codes), never for values from requests.
+ */
+export function boundChildren<T>(bind: (key: string) => T): (key: string) => T {
+  const children = new Map<string, T>();
+  return (key) => {
+    let child = children.get(key);
+    if (child === undefined) {
+      child = bind(key);
+      children.set(key, child);
+    }
+    return child;
+  };
+}

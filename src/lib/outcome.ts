@@ -115,3 +115,8 @@ export function outcomeFromHttp(status: number, headers: AnswerHeaders, duration
 function single(value: string | string[] | undefined): string | undefined {
   return Array.isArray(value) ? value[0] : value;
 }
+
+/** The outcome's class for metrics labels: the status class (`2xx`..`5xx`) or the error code. */
+export function outcomeClass(outcome: DeliveryOutcome): string {
+  return outcome.kind === "response" ? `${Math.floor(outcome.status / 100)}xx` : outcome.code;
+}

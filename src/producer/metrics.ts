@@ -1,7 +1,7 @@
 /** The producer's metrics: requests by outcome and duration, accepted bytes, the budget, the stream. */
 import { Command, type Redis } from "ioredis";
 import { Counter, Gauge, Histogram, type Registry } from "prom-client";
-import { LATENCY_BUCKETS } from "../lib/metrics.js";
+import { boundChildren, LATENCY_BUCKETS } from "../lib/metrics.js";
 import type { ByteBudget } from "./budget.js";
 
 export interface ProducerMetrics {
@@ -66,17 +66,15 @@ export function producerMetrics(
       }
     },
   });
-  // Label children bound once per outcome (a few dozen at most: the error codes), not looked up by
-  // hashing the labels on every request.
-  const byOutcome = new Map<string, { count: Counter.Internal; time: Histogram.Internal<"outcome"> }>();
+  // Bound once per outcome (a few dozen at most: the error codes).
+  const byOutcome = boundChildren((outcome) => ({
+    count: requests.labels(outcome),
+    time: duration.labels(outcome),
+  }));
   return {
     acceptedBytes,
     observe(outcome, startedMs) {
-      let children = byOutcome.get(outcome);
-      if (children === undefined) {
-        children = { count: requests.labels(outcome), time: duration.labels(outcome) };
-        byOutcome.set(outcome, children);
-      }
+      const children = byOutcome(outcome);
       children.count.inc();
       children.time.observe((performance.now() - startedMs) / 1000);
     },

@@ -1,0 +1,88 @@
+/**
+ * One received event, from its body to the consumer's answer: read (within EVENT_SIZE_LIMIT) -> decode
+ * -> replay -> answer with what happened (src/lib/outcome.ts).
+ */
+import type { IncomingMessage, ServerResponse } from "node:http";
+import { AsyncError, ErrorCode, errorCodeOf } from "../lib/errors.js";
+import { readBody, sendError } from "../lib/http.js";
+import type { Logger } from "../lib/logger.js";
+import { type DeliveryOutcome, outcomeToHttp } from "../lib/outcome.js";
+import type { Replayer } from "../lib/replay.js";
+import { CE_ID, parseEvent } from "../lib/wire/cloudevent.js";
+import type { ConsumerConfig } from "./config.js";
+import type { ConsumerMetrics } from "./metrics.js";
+
+export interface EventHandlerParts {
+  readonly config: Pick<ConsumerConfig, "eventSizeLimit" | "retryableStatusCodes">;
+  readonly replayer: Replayer;
+  readonly metrics: ConsumerMetrics;
+  readonly logger: Logger;
+  /** True once the consumer is closing: answers then end their connections. */
+  readonly closing: () => boolean;
+}
+
+export function eventHandler(parts: EventHandlerParts) {
+  const { config, replayer, metrics, logger, closing } = parts;
+  const tooLarge = () =>
+    new AsyncError(
+      ErrorCode.BodyTooLarge,
+      `event body is larger than EVENT_SIZE_LIMIT (${config.eventSizeLimit} bytes)`,
+    );
+
+  return async function handleEvent(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    let body: Buffer;
+    try {
+      body = await readBody(req, { limit: config.eventSizeLimit, tooLarge, afterLimit: "drain" });
+    } catch (err) {
+      metrics.count(errorCodeOf(err));
+      logger.warn({ ceId: req.headers[CE_ID], err: (err as Error).message }, "event not read");
+      sendError(res, err, { closeConnection: true });
+      return;
+    }
+
+    const event = parseEvent(req.headers, body);
+    if (!event.ok) {
+      metrics.count(ErrorCode.MalformedEvent);
+      logger.warn({ ceId: event.ceId, reason: event.reason }, "malformed event, not retried");
+      const outcome: DeliveryOutcome = {
+        kind: "error",
+        code: ErrorCode.MalformedEvent,
+        message: event.reason,
+        durationMs: 0,
+      };
+      reply(res, outcomeToHttp(outcome), closing());
+      return;
+    }
+
+    const outcome = await replayer.replay(event.request, event.attempt);
+    metrics.replayed(outcome);
+    reply(res, outcomeToHttp(outcome, config.retryableStatusCodes), closing());
+    if (outcome.kind === "response" && !logger.isLevelEnabled("debug")) return;
+    const fields = {
+      ceId: event.ceId,
+      requestId: event.request.id,
+      attempt: event.attempt,
+      method: event.request.method,
+      durationMs: Math.round(outcome.durationMs),
+    };
+    if (outcome.kind === "response") logger.debug({ ...fields, status: outcome.status }, "replayed");
+    else if (outcome.code === ErrorCode.MalformedEvent) {
+      logger.warn({ ...fields, reason: outcome.message }, "malformed event, not retried");
+    } else logger.warn({ ...fields, code: outcome.code, reason: outcome.message }, "replay failed");
+  };
+}
+
+function reply(res: ServerResponse, http: ReturnType<typeof outcomeToHttp>, closing: boolean): void {
+  // A flat [name, value, ...] list: Node writes it as it is, with no header object to build.
+  const headers = [
+    "content-type",
+    "application/json",
+    "content-length",
+    String(Buffer.byteLength(http.body)),
+  ];
+  for (const name in http.headers) headers.push(name, http.headers[name] as string);
+  // While closing, every answer ends its connection so close() is not left waiting on keep-alives.
+  if (closing) headers.push("connection", "close");
+  res.writeHead(http.status, headers);
+  res.end(http.body);
+}
