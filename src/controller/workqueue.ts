@@ -5,6 +5,9 @@
  * per key, which `forget` resets on success.
  */
 import { backoffDelay } from "../lib/backoff.js";
+import { errorCodeOf } from "../lib/errors.js";
+import type { Logger } from "../lib/logger.js";
+import type { ControllerMetrics } from "./metrics.js";
 
 export interface WorkQueueOptions {
   readonly baseDelayMs?: number;
@@ -104,5 +107,35 @@ export class WorkQueue {
     for (const timer of this.timers) clearTimeout(timer);
     this.timers.clear();
     for (const waiter of this.waiters.splice(0)) waiter(undefined);
+  }
+}
+
+/**
+ * One worker: takes keys from the queue until it shuts down, reconciles each, forgets a key's failures
+ * on success and puts it back after its backoff on failure.
+ */
+export async function runWorker(
+  queue: WorkQueue,
+  reconcile: (key: string) => Promise<void>,
+  metrics: Pick<ControllerMetrics, "reconcileDuration" | "reconciles" | "reconcileErrors">,
+  logger: Logger,
+): Promise<void> {
+  for (;;) {
+    const key = await queue.get();
+    if (key === undefined) return;
+    const stop = metrics.reconcileDuration.startTimer();
+    try {
+      await reconcile(key);
+      queue.forget(key);
+      metrics.reconciles.inc({ result: "success" });
+    } catch (err) {
+      const retryInMs = queue.addRateLimited(key);
+      metrics.reconciles.inc({ result: "error" });
+      metrics.reconcileErrors.inc({ code: errorCodeOf(err) });
+      logger.warn({ err, key, retryInMs }, "reconcile failed; will retry");
+    } finally {
+      stop();
+      queue.done(key);
+    }
   }
 }
