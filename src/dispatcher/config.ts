@@ -2,6 +2,7 @@ import { hostname } from "node:os";
 import { z } from "zod";
 import {
   boolSetting,
+  ConfigError,
   durationSetting,
   type Env,
   intSetting,
@@ -51,16 +52,20 @@ export interface RetrySettings {
   readonly maxTimeoutMs: number;
 }
 
-export interface DispatcherConfig {
+/** Where the dispatcher delivers: what each mode needs, and only that. */
+export type DispatchMode =
+  /** POST a CloudEvent to the sink (the consumer), which replays the request. */
+  | { readonly mode: "cloudevent"; readonly sink: string }
+  /** Replay the request itself. */
+  | { readonly mode: "direct" };
+
+interface DispatcherSettings {
   readonly port: number;
   readonly logLevel: string;
   readonly redis: RedisSettings;
   readonly streamName: string;
   readonly group: string;
   readonly consumerName: string;
-  readonly mode: "cloudevent" | "direct";
-  /** Required in cloudevent mode. */
-  readonly sink?: string;
   readonly concurrency: number;
   readonly retry: RetrySettings;
   readonly claimIdleMs: number;
@@ -69,11 +74,15 @@ export interface DispatcherConfig {
   readonly shutdownGraceMs: number;
 }
 
+export type DispatcherConfig = DispatcherSettings & DispatchMode;
+
+const SINK_REQUIRED =
+  "K_SINK is required in cloudevent mode (set it to the consumer's URL, or set DISPATCH_MODE=direct)";
+
 export function loadDispatcherConfig(env: Env): DispatcherConfig {
   const schema = dispatcherEnvSchema
     .refine((e) => e.DISPATCH_MODE === "direct" || e.K_SINK !== undefined, {
-      message:
-        "K_SINK is required in cloudevent mode (set it to the consumer's URL, or set DISPATCH_MODE=direct)",
+      message: SINK_REQUIRED,
       path: ["K_SINK"],
     })
     .refine((e) => e.MIN_BACKOFF <= e.MAX_BACKOFF, {
@@ -88,8 +97,7 @@ export function loadDispatcherConfig(env: Env): DispatcherConfig {
     ...redisFromEnv(e),
     group: e.REDIS_GROUP,
     consumerName: e.DISPATCHER_NAME ?? `${hostname()}-${process.pid}`,
-    mode: e.DISPATCH_MODE,
-    ...(e.K_SINK === undefined ? {} : { sink: e.K_SINK }),
+    ...dispatchMode(e.DISPATCH_MODE, e.K_SINK),
     concurrency: e.DISPATCH_CONCURRENCY,
     retry: Object.freeze({
       maxAttempts: e.MAX_ATTEMPTS,
@@ -106,4 +114,11 @@ export function loadDispatcherConfig(env: Env): DispatcherConfig {
     deleteAcked: e.DELETE_ACKED,
     shutdownGraceMs: e.SHUTDOWN_GRACE,
   });
+}
+
+function dispatchMode(mode: DispatchMode["mode"], sink: string | undefined): DispatchMode {
+  if (mode === "direct") return { mode };
+  // The schema has refused cloudevent mode without K_SINK already; this tells the type checker.
+  if (sink === undefined) throw new ConfigError(SINK_REQUIRED);
+  return { mode, sink };
 }

@@ -15,6 +15,7 @@
  *   connection failures, 408, 429 and 503. After a 500, 502, 504, a timeout or a broken connection the
  *   app may have done the work, so such a request is dead-lettered instead of retried.
  */
+import { backoffDelay as exponentialBackoff } from "../lib/backoff.js";
 import type { DeliveryPolicyOverrides } from "../lib/envelope.js";
 import { ErrorCode } from "../lib/errors.js";
 import type { DeliveryOutcome } from "../lib/outcome.js";
@@ -45,7 +46,7 @@ export interface EffectivePolicy {
 }
 
 /** Hard ceilings for per-service overrides, so that one annotation cannot keep an entry forever. */
-export const POLICY_CEILINGS = Object.freeze({
+const POLICY_CEILINGS = Object.freeze({
   maxAttempts: 1000,
   backoffMs: 24 * 3_600_000,
   maxAgeMs: 30 * 24 * 3_600_000,
@@ -122,19 +123,20 @@ export function decide(
 }
 
 /**
- * Exponential backoff with "equal jitter": the n-th retry waits between half and all of
- * min(maxBackoff, minBackoff * 2^(n-1)), and never less than minBackoff. Jitter spreads the retries of
- * a burst that failed together, so a recovering service is not hit by all of them at once.
+ * The wait before retrying after attempt `attempt`: the one backoff (src/lib/backoff.ts) from the
+ * policy's minimum to its maximum, with equal jitter, so that the retries of a burst that failed
+ * together do not all hit a recovering service at once.
  */
 export function backoffDelay(
   attempt: number,
   policy: EffectivePolicy,
   random: () => number = Math.random,
 ): number {
-  const exponent = Math.min(Math.max(attempt - 1, 0), 40);
-  const ceiling = Math.min(policy.maxBackoffMs, policy.minBackoffMs * 2 ** exponent);
-  const jittered = ceiling / 2 + random() * (ceiling / 2);
-  return Math.round(Math.max(policy.minBackoffMs, jittered));
+  return exponentialBackoff(
+    attempt,
+    { baseMs: policy.minBackoffMs, maxMs: policy.maxBackoffMs, jitter: "equal" },
+    random,
+  );
 }
 
 /** True when a request of this age is past its policy's maximum age. */

@@ -4,10 +4,10 @@
  * the dispatcher picks it up like a new request with a fresh set of attempts.
  */
 import type { Redis } from "ioredis";
-import { DATA_FIELD, fieldValue } from "../lib/entry.js";
+import { DATA_FIELD, fieldValue, readDeadLetterContext } from "../lib/entry.js";
 import { type AsyncRequest, decodeEnvelope } from "../lib/envelope.js";
 import type { StreamKeys } from "../lib/keys.js";
-import { defineScripts } from "../lib/scripts.js";
+import { loadScript, type Script } from "../lib/scripts.js";
 
 export interface DeadLetter {
   readonly id: string;
@@ -26,19 +26,16 @@ export interface DeadLetter {
   readonly fields: readonly string[];
 }
 
-type DlqClient = Redis & { replay(dlq: string, stream: string, ...ids: string[]): Promise<string[]> };
-
 const BATCH = 200;
 
 export class DeadLetters {
-  private readonly client: DlqClient;
+  readonly #replay: Script;
 
   constructor(
-    client: Redis,
+    private readonly client: Redis,
     private readonly keys: StreamKeys,
   ) {
-    this.client = client as DlqClient;
-    defineScripts(this.client, new URL("./lua/", import.meta.url), ["replay-2.lua"]);
+    this.#replay = loadScript(client, new URL("./lua/", import.meta.url), "replay-2.lua");
   }
 
   count(): Promise<number> {
@@ -70,7 +67,8 @@ export class DeadLetters {
     const missing: string[] = [];
     for (let i = 0; i < ids.length; i += BATCH) {
       const chunk = ids.slice(i, i + BATCH);
-      const results = await this.client.replay(this.keys.deadLetter, this.keys.stream, ...chunk);
+      // For each id, the new stream entry id, or "" when there is no such dead letter.
+      const results = (await this.#replay([this.keys.deadLetter, this.keys.stream], chunk)) as string[];
       results.forEach((newId, j) => {
         if (newId === "") missing.push(chunk[j] as string);
         else replayed++;
@@ -126,32 +124,33 @@ export class DeadLetters {
 }
 
 function toDeadLetter(id: string, fields: string[]): DeadLetter {
-  const get = (name: string) => fieldValue(fields, name);
   let request: AsyncRequest | undefined;
   let decodeError: string | undefined;
-  const data = get(DATA_FIELD);
+  const data = fieldValue(fields, DATA_FIELD);
   try {
     if (data === undefined) throw new Error("the entry has no data field");
     request = decodeEnvelope(data);
   } catch (err) {
     decodeError = (err as Error).message;
   }
-  const optional = (name: "firstAttemptAt" | "lastAttemptAt" | "deadLetteredAt") => {
-    const value = Number(get(name));
-    return Number.isFinite(value) && value > 0 ? { [name]: new Date(value).toISOString() } : {};
-  };
+  const { firstAttemptAt, lastAttemptAt, deadLetteredAt, sourceEntryId, ...context } =
+    readDeadLetterContext(fields);
   return {
     id,
-    reason: get("reason") ?? "",
-    attempts: Number(get("attempts") ?? 0),
-    lastStatus: get("lastStatus") ?? "",
-    lastError: get("lastError") ?? "",
-    ...optional("firstAttemptAt"),
-    ...optional("lastAttemptAt"),
-    ...optional("deadLetteredAt"),
-    sourceEntryId: get("sourceEntryId") ?? "",
+    ...context,
+    ...isoTimes({ firstAttemptAt, lastAttemptAt, deadLetteredAt }),
+    sourceEntryId,
     ...(request ? { request } : {}),
     ...(decodeError ? { decodeError } : {}),
     fields,
   };
+}
+
+/** The times given, as ISO strings; those not known are left out. */
+function isoTimes<K extends string>(times: Record<K, number | undefined>): Partial<Record<K, string>> {
+  const out: Partial<Record<K, string>> = {};
+  for (const [name, ms] of Object.entries(times) as [K, number | undefined][]) {
+    if (ms !== undefined) out[name] = new Date(ms).toISOString();
+  }
+  return out;
 }

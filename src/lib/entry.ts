@@ -1,5 +1,5 @@
 /**
- * The records we keep in Redis streams, and their field names, spelled once.
+ * The records we keep in Redis streams: their field names, spelled once, and how they are read and written.
  *
  * A request-stream entry is a flat field list `[name, value, ...]`:
  *  - `data`: the request envelope (src/lib/envelope.ts), the original producer's one field;
@@ -10,6 +10,7 @@
  * The Lua scripts that move entries between places name some of these fields too; a test
  * (entry.test.ts) reads every script and checks that each field name it uses is one of these.
  */
+import type { DeliveryOutcome } from "./outcome.js";
 
 /** The field that holds the envelope (the original's name; eventing-redis's CloudEvent carries it too). */
 export const DATA_FIELD = "data";
@@ -40,6 +41,16 @@ export const CONTEXT_FIELDS: readonly string[] = [
   REPLAYED_AT_FIELD,
 ];
 
+/**
+ * The fields a retry or a dead letter writes afresh. `replayedAt` is not among them: a replayed entry
+ * keeps it through its retries, since its age counts from it (ageOrigin).
+ */
+const REWRITTEN_FIELDS: ReadonlySet<string> = new Set([
+  DATA_FIELD,
+  ...Object.values(ENTRY_META_FIELDS),
+  ...Object.values(DEAD_LETTER_FIELDS),
+]);
+
 /** An entry as XREADGROUP, XRANGE and XAUTOCLAIM return it. */
 export interface StreamEntry {
   readonly id: string;
@@ -58,4 +69,132 @@ export function fieldValue(fields: readonly string[], field: string): string | u
 /** The `[name, value]` pairs of a flat field list. */
 export function* fieldPairs(fields: readonly string[]): Generator<[string, string]> {
   for (let i = 0; i + 1 < fields.length; i += 2) yield [fields[i] as string, fields[i + 1] as string];
+}
+
+/** A time field (ms since the epoch), or undefined when it is absent or not a positive number. */
+function timeField(fields: readonly string[], field: string): number | undefined {
+  const ms = Number(fieldValue(fields, field));
+  return Number.isFinite(ms) && ms > 0 ? ms : undefined;
+}
+
+/** What the dispatcher needs back from an entry it retried before. */
+export interface EntryMeta {
+  /** Attempts made before this one; 0 for a new entry. */
+  readonly attempts: number;
+  readonly firstAttemptAt?: number;
+}
+
+export function readMeta(fields: readonly string[]): EntryMeta {
+  const attempts = Number(fieldValue(fields, ENTRY_META_FIELDS.attempts) ?? "0");
+  const firstAttemptAt = timeField(fields, ENTRY_META_FIELDS.firstAttemptAt);
+  return {
+    attempts: Number.isInteger(attempts) && attempts >= 0 ? attempts : 0,
+    ...(firstAttemptAt === undefined ? {} : { firstAttemptAt }),
+  };
+}
+
+/**
+ * When the entry's age starts: when the producer accepted it, or when someone replayed it from the
+ * dead-letter stream (`replayedAt`, set by the dlq replay script), whichever is later. A replay starts
+ * over with a full set of attempts, and so with a full max age: otherwise an entry dead-lettered past
+ * its max age could never be replayed.
+ */
+export function ageOrigin(acceptedAt: number | undefined, fields: readonly string[]): number | undefined {
+  const replayedAt = timeField(fields, REPLAYED_AT_FIELD);
+  if (replayedAt === undefined) return acceptedAt;
+  return Math.max(replayedAt, acceptedAt ?? 0);
+}
+
+/** An entry's attempts, as the dispatcher knows them when it records an outcome. */
+export interface PastAttempts {
+  readonly attempts: number;
+  readonly firstAttemptAt: number;
+  /** The last attempt's outcome, kept as `lastStatus` and `lastError`. */
+  readonly outcome: DeliveryOutcome;
+}
+
+/** The delivery context the dispatcher writes with a retry or a dead letter. */
+export interface AttemptsSoFar extends PastAttempts {
+  readonly lastAttemptAt: number;
+}
+
+/** The entry's fields with the delivery context replaced: `data` first, then other fields, then ours. */
+export function withMeta(fields: readonly string[], meta: AttemptsSoFar): string[] {
+  const out: string[] = [];
+  const data = fieldValue(fields, DATA_FIELD);
+  if (data !== undefined) out.push(DATA_FIELD, data);
+  for (const [name, value] of fieldPairs(fields)) {
+    if (!REWRITTEN_FIELDS.has(name)) out.push(name, value);
+  }
+  out.push(
+    ENTRY_META_FIELDS.attempts,
+    String(meta.attempts),
+    ENTRY_META_FIELDS.firstAttemptAt,
+    String(meta.firstAttemptAt),
+    ENTRY_META_FIELDS.lastAttemptAt,
+    String(meta.lastAttemptAt),
+    ENTRY_META_FIELDS.lastStatus,
+    meta.outcome.kind === "response" ? String(meta.outcome.status) : "",
+    ENTRY_META_FIELDS.lastError,
+    describeOutcome(meta.outcome),
+  );
+  return out;
+}
+
+/** What the dispatcher says about a dead letter beyond its delivery context. */
+export interface DeadLetterNote {
+  readonly reason: string;
+  readonly deadLetteredAt: number;
+  /** The request-stream entry it was. */
+  readonly sourceEntryId: string;
+}
+
+/** The fields of the dead-letter entry for a request-stream entry. */
+export function deadLetterFields(
+  fields: readonly string[],
+  meta: AttemptsSoFar,
+  note: DeadLetterNote,
+): string[] {
+  return [
+    ...withMeta(fields, meta),
+    DEAD_LETTER_FIELDS.reason,
+    note.reason,
+    DEAD_LETTER_FIELDS.deadLetteredAt,
+    String(note.deadLetteredAt),
+    DEAD_LETTER_FIELDS.sourceEntryId,
+    note.sourceEntryId,
+  ];
+}
+
+/** A dead-letter entry's delivery context, as read back; missing fields read as empty or undefined. */
+export interface DeadLetterContext {
+  readonly reason: string;
+  readonly attempts: number;
+  readonly lastStatus: string;
+  readonly lastError: string;
+  readonly firstAttemptAt: number | undefined;
+  readonly lastAttemptAt: number | undefined;
+  readonly deadLetteredAt: number | undefined;
+  readonly sourceEntryId: string;
+}
+
+export function readDeadLetterContext(fields: readonly string[]): DeadLetterContext {
+  const text = (name: string) => fieldValue(fields, name) ?? "";
+  return {
+    reason: text(DEAD_LETTER_FIELDS.reason),
+    attempts: Number(fieldValue(fields, ENTRY_META_FIELDS.attempts) ?? 0),
+    lastStatus: text(ENTRY_META_FIELDS.lastStatus),
+    lastError: text(ENTRY_META_FIELDS.lastError),
+    firstAttemptAt: timeField(fields, ENTRY_META_FIELDS.firstAttemptAt),
+    lastAttemptAt: timeField(fields, ENTRY_META_FIELDS.lastAttemptAt),
+    deadLetteredAt: timeField(fields, DEAD_LETTER_FIELDS.deadLetteredAt),
+    sourceEntryId: text(DEAD_LETTER_FIELDS.sourceEntryId),
+  };
+}
+
+/** The `lastError` of an outcome: what went wrong, in one line. */
+export function describeOutcome(outcome: DeliveryOutcome): string {
+  return outcome.kind === "response"
+    ? `target answered ${outcome.status}`
+    : `${outcome.code}: ${outcome.message}`;
 }

@@ -1,0 +1,123 @@
+/**
+ * The finishing moves: what becomes of an entry once its attempt is decided. Each is one script (through
+ * ./scripts.ts) that checks first that this dispatcher still owns the entry, and each resolves to false
+ * when it did not: another dispatcher took the entry over, and decides instead.
+ *
+ * A move is retried while Redis is unreachable (for FINISH_RETRY_MS). The entry stays in flight
+ * meanwhile, so its claim keeps being refreshed; if Redis stays away, the entry is left pending and
+ * recovered later, by this dispatcher or another.
+ */
+import { setTimeout as sleep } from "node:timers/promises";
+import { Backoff } from "../lib/backoff.js";
+import {
+  type AttemptsSoFar,
+  deadLetterFields,
+  describeOutcome,
+  fieldPairs,
+  type PastAttempts,
+  type StreamEntry,
+  withMeta,
+} from "../lib/entry.js";
+import type { Logger } from "../lib/logger.js";
+import { type Batched, createBatcher } from "./batch.js";
+import type { DeadLetterReason } from "./decide.js";
+import { notifyDeadLetterSink } from "./deliver.js";
+import type { DispatcherScripts } from "./scripts.js";
+
+/** Entries acknowledged in one script call at most (the script unpacks them into XACK and XDEL). */
+const ACK_BATCH = 256;
+/** How long a finishing move keeps being tried while Redis is unreachable, before the entry is left pending. */
+const FINISH_RETRY_MS = 15_000;
+/** Between tries of a finishing move: 50 ms, doubling up to 1 s. */
+const FINISH_BACKOFF = { baseMs: 50, maxMs: 1000 };
+
+/** What the dispatcher tells about an entry it dead-lettered. */
+export interface DeadLetterNotice {
+  readonly entryId: string;
+  readonly deadLetterId: string;
+  readonly reason: DeadLetterReason;
+}
+
+export interface MovesOptions {
+  readonly scripts: DispatcherScripts;
+  readonly logger: Logger;
+  /** Where dead-letter notices say they come from (the stream). */
+  readonly source: string;
+  /** DEAD_LETTER_SINK: told about every dead letter, when set. */
+  readonly deadLetterSink: string | undefined;
+  /** A retry was scheduled, due in `delayMs`. */
+  readonly onRetry: (delayMs: number) => void;
+  readonly onDeadLetter: ((notice: DeadLetterNotice) => void) | undefined;
+}
+
+export class EntryMoves {
+  /** One script call for the entries delivered in one turn of the event loop, or while the last call was out. */
+  readonly #acknowledge: Batched<string, boolean>;
+
+  constructor(private readonly options: MovesOptions) {
+    this.#acknowledge = createBatcher((ids) => finish(() => options.scripts.ackBatch(ids)), ACK_BATCH);
+  }
+
+  /** Delivered: acknowledges the entry (and deletes it, unless DELETE_ACKED=false). */
+  acknowledge(entry: StreamEntry): Promise<boolean> {
+    return this.#acknowledge(entry.id);
+  }
+
+  /** Moves the entry to the retry schedule, to come back in `delayMs` with its delivery context. */
+  async retry(entry: StreamEntry, delayMs: number, soFar: AttemptsSoFar): Promise<boolean> {
+    const fields = withMeta(entry.fields, soFar);
+    const due = await finish(() => this.options.scripts.scheduleRetry(entry.id, delayMs, fields));
+    if (due === undefined) return false;
+    this.options.onRetry(delayMs);
+    return true;
+  }
+
+  /** Moves the entry to the dead-letter stream, with its delivery context and `reason`. */
+  async deadLetter(entry: StreamEntry, reason: DeadLetterReason, soFar: PastAttempts): Promise<boolean> {
+    const { scripts, logger, deadLetterSink } = this.options;
+    const now = Date.now();
+    const fields = deadLetterFields(
+      entry.fields,
+      { ...soFar, lastAttemptAt: now },
+      { reason, deadLetteredAt: now, sourceEntryId: entry.id },
+    );
+    const deadLetterId = await finish(() => scripts.deadLetter(entry.id, fields));
+    if (deadLetterId === undefined) return false;
+    logger.warn(
+      {
+        entryId: entry.id,
+        deadLetterId,
+        reason,
+        attempts: soFar.attempts,
+        lastError: describeOutcome(soFar.outcome),
+      },
+      "entry dead-lettered",
+    );
+    this.options.onDeadLetter?.({ entryId: entry.id, deadLetterId, reason });
+    if (deadLetterSink) {
+      const body = { deadLetterId, reason, entry: Object.fromEntries(fieldPairs(fields)) };
+      notifyDeadLetterSink(deadLetterSink, this.options.source, deadLetterId, body).catch((err) =>
+        logger.warn(
+          { err: String(err), deadLetterId },
+          "could not notify DEAD_LETTER_SINK; the entry is in the dead-letter stream",
+        ),
+      );
+    }
+    return true;
+  }
+}
+
+/** Runs a finishing move, retrying while Redis is unreachable, for FINISH_RETRY_MS at most. */
+async function finish<T>(move: () => Promise<T>): Promise<T> {
+  const deadline = Date.now() + FINISH_RETRY_MS;
+  const backoff = new Backoff(FINISH_BACKOFF);
+  for (;;) {
+    try {
+      return await move();
+    } catch (err) {
+      const delayMs = backoff.next();
+      if (Date.now() + delayMs > deadline) throw err;
+      await sleep(delayMs);
+    }
+  }
+}

@@ -1,0 +1,62 @@
+/**
+ * Moves due retries from the retry schedule back into the stream, where any dispatcher reads them like
+ * new entries. Sleeps until the next one is due, but at most PROMOTE_MAX_SLEEP_MS, since other
+ * dispatchers may schedule earlier ones; a retry scheduled here that is due sooner wakes it early.
+ */
+import type { Logger } from "../lib/logger.js";
+import type { DispatcherMetrics } from "./metrics.js";
+import type { DispatcherScripts } from "./scripts.js";
+import { pause } from "./wait.js";
+
+const PROMOTE_BATCH = 500;
+const PROMOTE_MAX_SLEEP_MS = 500;
+
+export class Promoter {
+  #loop: Promise<void> = Promise.resolve();
+  /** Ends the current sleep early. */
+  #wake: AbortController | undefined;
+  #sleepsUntil = 0;
+
+  constructor(
+    private readonly scripts: DispatcherScripts,
+    private readonly metrics: Pick<DispatcherMetrics, "promoted">,
+    private readonly logger: Logger,
+  ) {}
+
+  /** Starts promoting, until `closing` aborts. */
+  start(closing: AbortSignal): void {
+    closing.addEventListener("abort", () => this.#wake?.abort(), { once: true });
+    this.#loop = this.#run(closing);
+  }
+
+  /** Resolves when the loop has ended. */
+  stopped(): Promise<void> {
+    return this.#loop;
+  }
+
+  /** A retry was scheduled here, due in `delayMs`: promote it on time, even if the loop sleeps longer. */
+  wake(delayMs: number): void {
+    if (Date.now() + delayMs < this.#sleepsUntil) this.#wake?.abort();
+  }
+
+  async #run(closing: AbortSignal): Promise<void> {
+    while (!closing.aborted) {
+      let sleepMs = PROMOTE_MAX_SLEEP_MS;
+      try {
+        const { moved, nextDueInMs } = await this.scripts.promoteDue(PROMOTE_BATCH);
+        if (moved > 0) this.metrics.promoted.inc(moved);
+        if (moved >= PROMOTE_BATCH) sleepMs = 0;
+        else if (nextDueInMs !== undefined)
+          sleepMs = Math.max(5, Math.min(PROMOTE_MAX_SLEEP_MS, nextDueInMs));
+      } catch (err) {
+        if (!closing.aborted) this.logger.warn({ err: String(err) }, "moving due retries failed; retrying");
+      }
+      if (sleepMs > 0 && !closing.aborted) {
+        this.#sleepsUntil = Date.now() + sleepMs;
+        this.#wake = new AbortController();
+        await pause(sleepMs, this.#wake.signal);
+        this.#wake = undefined;
+      }
+    }
+  }
+}
