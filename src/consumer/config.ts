@@ -7,9 +7,10 @@ import {
   durationSetting,
   type Env,
   intSetting,
-  logLevelSetting,
+  notLargerThan,
   parseEnv,
-  portSetting,
+  serverEnvFields,
+  serverFromEnv,
   statusListSetting,
 } from "../lib/config.js";
 import { DEFAULT_RETRYABLE_STATUSES } from "../lib/outcome.js";
@@ -23,8 +24,7 @@ export const DEFAULT_EVENT_SIZE_LIMIT = 48 * 1024 * 1024;
 
 /** Every environment variable the consumer reads; the keys are the names. */
 export const consumerEnvSchema = z.object({
-  PORT: portSetting(8080),
-  LOG_LEVEL: logLevelSetting,
+  ...serverEnvFields,
   /** Per-replay timeout when the request carries none (Knative's default revision timeout). */
   REQUEST_TIMEOUT: durationSetting("5m"),
   /** Upper bound for a per-service timeout (`async.knative.dev/timeout`). */
@@ -49,14 +49,10 @@ export interface ConsumerConfig {
 export function loadConsumerConfig(env: Env): ConsumerConfig {
   const schema = consumerEnvSchema
     .refine((e) => e.REQUEST_TIMEOUT >= 1, { message: "must be at least 1ms", path: ["REQUEST_TIMEOUT"] })
-    .refine((e) => e.REQUEST_TIMEOUT <= e.MAX_REQUEST_TIMEOUT, {
-      message: "must not be larger than MAX_REQUEST_TIMEOUT",
-      path: ["REQUEST_TIMEOUT"],
-    });
+    .refine(...notLargerThan("REQUEST_TIMEOUT", "MAX_REQUEST_TIMEOUT"));
   const e = parseEnv("consumer", schema, env);
   return Object.freeze({
-    port: e.PORT,
-    logLevel: e.LOG_LEVEL,
+    ...serverFromEnv(e),
     requestTimeoutMs: e.REQUEST_TIMEOUT,
     maxRequestTimeoutMs: e.MAX_REQUEST_TIMEOUT,
     maxConnectionsPerHost: e.MAX_CONNECTIONS_PER_HOST,

@@ -7,9 +7,10 @@ import {
   durationSetting,
   type Env,
   intSetting,
-  logLevelSetting,
+  minDurationSetting,
   parseEnv,
-  portSetting,
+  serverEnvFields,
+  serverFromEnv,
 } from "../lib/config.js";
 import { ASYNC_INGRESS_CLASS, DEFAULT_LEASE_NAME, KNOWN_INGRESS_CLASSES } from "./names.js";
 
@@ -22,8 +23,7 @@ const dnsLabel = z
 /** Every environment variable the controller reads; the keys are the names. */
 export const controllerEnvSchema = z.object({
   /** Admin endpoints: /healthz, /readyz, /metrics. */
-  PORT: portSetting(8080),
-  LOG_LEVEL: logLevelSetting,
+  ...serverEnvFields,
   /** The namespace the controller runs in: its Lease lives there, and the producer by default. */
   SYSTEM_NAMESPACE: dnsLabel.default("knative-serving"),
   PRODUCER_NAME: dnsLabel.default("async-producer"),
@@ -49,7 +49,7 @@ export const controllerEnvSchema = z.object({
   /** How often the Lease is renewed or tried. */
   RETRY_PERIOD: durationSetting("2s"),
   /** How often every async KIngress is reconciled again, changed or not. */
-  RESYNC_PERIOD: durationSetting("10h"),
+  RESYNC_PERIOD: minDurationSetting("10h", 1000),
   /** Keys reconciled in parallel (never the same key twice at once). */
   WORKERS: intSetting(2, 1, 64),
 });
@@ -82,12 +82,10 @@ export function loadControllerConfig(env: Env): ControllerConfig {
     .refine((e) => e.RETRY_PERIOD < e.RENEW_DEADLINE, {
       message: "must be shorter than RENEW_DEADLINE, or the leader could never renew in time",
       path: ["RETRY_PERIOD"],
-    })
-    .refine((e) => e.RESYNC_PERIOD >= 1000, { message: "must be at least 1s", path: ["RESYNC_PERIOD"] });
+    });
   const e = parseEnv("controller", schema, env);
   return Object.freeze({
-    port: e.PORT,
-    logLevel: e.LOG_LEVEL,
+    ...serverFromEnv(e),
     systemNamespace: e.SYSTEM_NAMESPACE,
     producerName: e.PRODUCER_NAME,
     producerNamespace: e.PRODUCER_NAMESPACE ?? e.SYSTEM_NAMESPACE,

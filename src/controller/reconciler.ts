@@ -136,20 +136,14 @@ export class IngressReconciler {
     events: PendingEvent[],
   ): Promise<KIngress | undefined> {
     const desired = makeChildIngress(parent, this.deps.config);
-    const namespace = desired.metadata.namespace ?? "";
-    const name = desired.metadata.name ?? "";
-    let existing = this.deps.ingresses.get(name, namespace);
-    if (existing === undefined) {
-      try {
-        const created = await this.deps.client.createIngress(desired);
-        events.push({ type: "Normal", reason: "Created", message: `Created KIngress ${namespace}/${name}` });
-        return created;
-      } catch (err) {
-        // The cache had not seen it yet: read it and carry on as if it had.
-        if (!isAlreadyExists(err)) throw err;
-        existing = await this.deps.client.getIngress(namespace, name);
-      }
-    }
+    const { namespace = "", name = "" } = desired.metadata;
+    const found = await this.getOrCreate("KIngress", desired, events, {
+      cached: () => this.deps.ingresses.get(name, namespace),
+      create: () => this.deps.client.createIngress(desired),
+      get: () => this.deps.client.getIngress(namespace, name),
+    });
+    if (found.created) return found.object;
+    const existing = found.object;
     if (!isControlledBy(existing, parent)) return undefined;
     if (
       semanticEqual(existing.spec, desired.spec) &&
@@ -169,19 +163,14 @@ export class IngressReconciler {
 
   private async reconcileService(parent: KIngress, events: PendingEvent[]): Promise<CoreService | undefined> {
     const desired = makeProducerService(parent, this.deps.config);
-    const namespace = desired.metadata.namespace ?? "";
-    const name = desired.metadata.name ?? "";
-    let existing = this.deps.services.get(name, namespace);
-    if (existing === undefined) {
-      try {
-        const created = await this.deps.client.createService(desired);
-        events.push({ type: "Normal", reason: "Created", message: `Created Service ${namespace}/${name}` });
-        return created;
-      } catch (err) {
-        if (!isAlreadyExists(err)) throw err;
-        existing = await this.deps.client.getService(namespace, name);
-      }
-    }
+    const { namespace = "", name = "" } = desired.metadata;
+    const found = await this.getOrCreate("Service", desired, events, {
+      cached: () => this.deps.services.get(name, namespace),
+      create: () => this.deps.client.createService(desired),
+      get: () => this.deps.client.getService(namespace, name),
+    });
+    if (found.created) return found.object;
+    const existing = found.object;
     if (!isControlledBy(existing, parent)) return undefined;
     const spec = existing.spec ?? {};
     if (
@@ -199,6 +188,29 @@ export class IngressReconciler {
     const updated = await this.deps.client.updateService(update);
     events.push({ type: "Normal", reason: "Updated", message: `Updated Service ${namespace}/${name}` });
     return updated;
+  }
+
+  /**
+   * The child as it is, from the cache, or created as desired. A create that finds it already there
+   * means the cache had not seen it yet: it is read, and the caller carries on as if it had been cached.
+   */
+  private async getOrCreate<T>(
+    kind: string,
+    desired: { metadata: { namespace?: string; name?: string } },
+    events: PendingEvent[],
+    calls: { cached: () => T | undefined; create: () => Promise<T>; get: () => Promise<T> },
+  ): Promise<{ object: T; created: boolean }> {
+    const cached = calls.cached();
+    if (cached !== undefined) return { object: cached, created: false };
+    const { namespace = "", name = "" } = desired.metadata;
+    try {
+      const created = await calls.create();
+      events.push({ type: "Normal", reason: "Created", message: `Created ${kind} ${namespace}/${name}` });
+      return { object: created, created: true };
+    } catch (err) {
+      if (!isAlreadyExists(err)) throw err;
+      return { object: await calls.get(), created: false };
+    }
   }
 
   /**

@@ -6,9 +6,11 @@ import {
   durationSetting,
   type Env,
   intSetting,
-  logLevelSetting,
+  minDurationSetting,
+  notLargerThan,
   parseEnv,
-  portSetting,
+  serverEnvFields,
+  serverFromEnv,
   statusListSetting,
   urlSetting,
 } from "../lib/config.js";
@@ -17,8 +19,7 @@ import { type RedisSettings, redisEnvFields, redisFromEnv } from "../lib/redis.j
 
 /** Every environment variable the dispatcher reads; the keys are the names. */
 export const dispatcherEnvSchema = z.object({
-  PORT: portSetting(8080),
-  LOG_LEVEL: logLevelSetting,
+  ...serverEnvFields,
   ...redisEnvFields,
   REDIS_GROUP: z.string().min(1).default("knative-async"),
   /** This dispatcher's consumer name in the group; unique per replica. */
@@ -35,7 +36,7 @@ export const dispatcherEnvSchema = z.object({
   RETRY_NON_IDEMPOTENT: boolSetting(false),
   REQUEST_TIMEOUT: durationSetting("5m"),
   MAX_REQUEST_TIMEOUT: durationSetting("15m"),
-  CLAIM_IDLE: durationSetting("30s"),
+  CLAIM_IDLE: minDurationSetting("30s", 1000),
   DEAD_LETTER_SINK: urlSetting.optional(),
   DELETE_ACKED: boolSetting(true),
   SHUTDOWN_GRACE: durationSetting("25s"),
@@ -85,15 +86,10 @@ export function loadDispatcherConfig(env: Env): DispatcherConfig {
       message: SINK_REQUIRED,
       path: ["K_SINK"],
     })
-    .refine((e) => e.MIN_BACKOFF <= e.MAX_BACKOFF, {
-      message: "must not be larger than MAX_BACKOFF",
-      path: ["MIN_BACKOFF"],
-    })
-    .refine((e) => e.CLAIM_IDLE >= 1000, { message: "must be at least 1s", path: ["CLAIM_IDLE"] });
+    .refine(...notLargerThan("MIN_BACKOFF", "MAX_BACKOFF"));
   const e = parseEnv("dispatcher", schema, env);
   return Object.freeze({
-    port: e.PORT,
-    logLevel: e.LOG_LEVEL,
+    ...serverFromEnv(e),
     ...redisFromEnv(e),
     group: e.REDIS_GROUP,
     consumerName: e.DISPATCHER_NAME ?? `${hostname()}-${process.pid}`,

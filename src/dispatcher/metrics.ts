@@ -2,8 +2,8 @@
 import type { Redis } from "ioredis";
 import { Counter, Gauge, Histogram, type Registry } from "prom-client";
 import type { StreamKeys } from "../lib/keys.js";
-import { LATENCY_BUCKETS } from "../lib/metrics.js";
-import type { DeliveryOutcome } from "../lib/outcome.js";
+import { boundChildren, LATENCY_BUCKETS } from "../lib/metrics.js";
+import { type DeliveryOutcome, outcomeClass } from "../lib/outcome.js";
 import type { Decision } from "./decide.js";
 
 export type DispatcherMetrics = ReturnType<typeof createMetrics>;
@@ -74,29 +74,20 @@ export function createMetrics(registry: Registry, redis: Redis, keys: StreamKeys
       }
     },
   });
-  // prom-client hashes the labels on every inc(); there are few combinations, so each child is kept.
-  const attemptChildren = new Map<string, Counter.Internal>();
-  const countAttempt = (result: string, reason: string): void => {
-    const key = `${result}\n${reason}`;
-    let child = attemptChildren.get(key);
-    if (child === undefined) {
-      child = attempts.labels({ result, reason });
-      attemptChildren.set(key, child);
-    }
-    child.inc();
-  };
+  // Few combinations (results times reasons or outcome classes), each child bound once.
+  const attemptsFor = boundChildren((key) => {
+    const [result, reason] = key.split("\n") as [string, string];
+    return attempts.labels({ result, reason });
+  });
+  const countAttempt = (result: string, reason: string): void => attemptsFor(`${result}\n${reason}`).inc();
 
   /** Counts a finished attempt, by what became of the entry, and times it. */
   const observeAttempt = ({ outcome, decision, applied, ageMs }: AttemptResult): void => {
     const result = applied ? (decision.action === "ack" ? "delivered" : decision.action) : "lease_lost";
-    countAttempt(result, decision.action === "dead-letter" ? decision.reason : outcomeLabel(outcome));
+    countAttempt(result, decision.action === "dead-letter" ? decision.reason : outcomeClass(outcome));
     attemptDuration.observe(outcome.durationMs / 1000);
     if (decision.action === "ack" && applied && ageMs !== undefined) endToEnd.observe(ageMs / 1000);
   };
 
   return { countAttempt, observeAttempt, inFlight, claimed, promoted };
-}
-
-function outcomeLabel(outcome: DeliveryOutcome): string {
-  return outcome.kind === "response" ? `${Math.floor(outcome.status / 100)}xx` : outcome.code;
 }

@@ -78,20 +78,8 @@ export class DeadLetters {
   }
 
   /** Replays every entry present now (entries dead-lettered meanwhile are left for the next run). */
-  async replayAll(): Promise<number> {
-    let replayed = 0;
-    const last = await this.lastId();
-    if (last === undefined) return 0;
-    for (;;) {
-      const batch = (await this.client.xrange(this.keys.deadLetter, "-", last, "COUNT", BATCH)) as [
-        string,
-        string[],
-      ][];
-      if (batch.length === 0) return replayed;
-      const { replayed: n } = await this.replay(batch.map(([id]) => id));
-      replayed += n;
-      if (n === 0) return replayed;
-    }
+  replayAll(): Promise<number> {
+    return this.forEachBatchPresentNow(async (ids) => (await this.replay(ids)).replayed);
   }
 
   async purge(ids: readonly string[]): Promise<number> {
@@ -100,8 +88,17 @@ export class DeadLetters {
   }
 
   /** Deletes every entry present now. */
-  async purgeAll(): Promise<number> {
-    let purged = 0;
+  purgeAll(): Promise<number> {
+    return this.forEachBatchPresentNow((ids) => this.purge(ids));
+  }
+
+  /**
+   * Hands the ids of the entries present now to `act`, oldest first, a batch at a time, and adds up what
+   * it returns. `act` removes what it handles from the dead-letter stream, so each batch is read from the
+   * start again; a batch where it removes nothing ends the walk, so that it can never loop.
+   */
+  private async forEachBatchPresentNow(act: (ids: string[]) => Promise<number>): Promise<number> {
+    let total = 0;
     const last = await this.lastId();
     if (last === undefined) return 0;
     for (;;) {
@@ -109,8 +106,10 @@ export class DeadLetters {
         string,
         string[],
       ][];
-      if (batch.length === 0) return purged;
-      purged += await this.purge(batch.map(([id]) => id));
+      if (batch.length === 0) return total;
+      const done = await act(batch.map(([id]) => id));
+      total += done;
+      if (done === 0) return total;
     }
   }
 

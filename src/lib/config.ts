@@ -4,7 +4,7 @@
  * mode run several of them in one process with different settings.
  */
 import { z } from "zod";
-import { parseDuration } from "./durations.js";
+import { formatDuration, parseDuration } from "./durations.js";
 import { AsyncError, ErrorCode } from "./errors.js";
 
 export type Env = Readonly<Record<string, string | undefined>>;
@@ -120,6 +120,35 @@ export const durationSetting = (defaultValue: string) =>
       }
       return ms;
     });
+
+/** A duration of at least `minMs`, in milliseconds; the message says the minimum as people write it. */
+export const minDurationSetting = (defaultValue: string, minMs: number) =>
+  durationSetting(defaultValue).pipe(z.number().min(minMs, `must be at least ${formatDuration(minMs)}`));
+
+/** What every component serving HTTP reads: its port (Knative sets PORT) and its log level. */
+export const serverEnvFields = {
+  PORT: portSetting(8080),
+  LOG_LEVEL: logLevelSetting,
+};
+
+/** `port` and `logLevel` of a component's config, from the fields of `serverEnvFields`. */
+export function serverFromEnv(e: { readonly PORT: number; readonly LOG_LEVEL: string }): {
+  port: number;
+  logLevel: string;
+} {
+  return { port: e.PORT, logLevel: e.LOG_LEVEL };
+}
+
+/**
+ * A refinement (spread into zod's `.refine`) that one setting is not larger than another, reported on
+ * the first: `.refine(...notLargerThan("MIN_BACKOFF", "MAX_BACKOFF"))`.
+ */
+export function notLargerThan<K extends string>(
+  small: K,
+  large: K,
+): [(e: Readonly<Record<K, number>>) => boolean, { message: string; path: [K] }] {
+  return [(e) => e[small] <= e[large], { message: `must not be larger than ${large}`, path: [small] }];
+}
 
 /** A comma-separated list of HTTP status codes. */
 export const statusListSetting = (defaultValue: readonly number[]) =>

@@ -5,13 +5,13 @@
 import { availableParallelism } from "node:os";
 import { z } from "zod";
 import {
-  durationSetting,
   type Env,
   intSetting,
   listSetting,
-  logLevelSetting,
+  minDurationSetting,
   parseEnv,
-  portSetting,
+  serverEnvFields,
+  serverFromEnv,
 } from "../lib/config.js";
 import { type RedisSettings, redisEnvFields, redisFromEnv } from "../lib/redis.js";
 import { type HostPattern, parseHostPattern } from "./target.js";
@@ -21,10 +21,6 @@ import { type HostPattern, parseHostPattern } from "./target.js";
  * Redis refuses strings over 512 MB, so larger limits could never be honoured.
  */
 const MAX_REQUEST_SIZE_LIMIT = 256 * 1024 * 1024;
-
-/** A duration of at least `minMs`, in milliseconds. */
-const minDurationSetting = (defaultValue: string, minMs: number) =>
-  durationSetting(defaultValue).pipe(z.number().min(minMs, `must be at least ${minMs}ms`));
 
 const hostPatternsSetting = listSetting([]).transform((entries, ctx) => {
   const patterns: HostPattern[] = [];
@@ -59,10 +55,9 @@ const workersSetting = z
     return n;
   });
 export const producerEnvSchema = z.object({
-  PORT: portSetting(8080),
+  ...serverEnvFields,
   ...redisEnvFields,
   REQUEST_SIZE_LIMIT: intSetting(6_000_000, 0, MAX_REQUEST_SIZE_LIMIT),
-  LOG_LEVEL: logLevelSetting,
   SYSTEM_NAMESPACE: z.string().default("knative-serving"),
   PRODUCER_NAME: z.string().default("async-producer"),
   ALLOWED_TARGET_HOSTS: hostPatternsSetting,
@@ -105,10 +100,9 @@ export interface ProducerConfig {
 export function loadProducerConfig(env: Env): ProducerConfig {
   const e = parseEnv("producer", producerEnvSchema, env);
   return Object.freeze({
-    port: e.PORT,
+    ...serverFromEnv(e),
     ...redisFromEnv(e),
     requestSizeLimit: e.REQUEST_SIZE_LIMIT,
-    logLevel: e.LOG_LEVEL,
     systemNamespace: e.SYSTEM_NAMESPACE,
     producerName: e.PRODUCER_NAME,
     allowedTargetHosts: e.ALLOWED_TARGET_HOSTS,

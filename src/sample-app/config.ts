@@ -7,15 +7,14 @@ import {
   boolSetting,
   durationSetting,
   type Env,
-  logLevelSetting,
   parseEnv,
-  portSetting,
+  serverEnvFields,
+  serverFromEnv,
 } from "../lib/config.js";
 
 /** Every environment variable the sample app reads; the keys are the names. */
 export const sampleAppEnvSchema = z.object({
-  PORT: portSetting(8080),
-  LOG_LEVEL: logLevelSetting,
+  ...serverEnvFields,
   /** How long each request sleeps before its answer; `?sleep=250ms` overrides it per request. */
   SLEEP: durationSetting("10s"),
   /** Keep every received request in memory and serve them at GET /_received. */
@@ -31,5 +30,5 @@ export interface SampleAppConfig {
 
 export function loadSampleAppConfig(env: Env): SampleAppConfig {
   const e = parseEnv("sample-app", sampleAppEnvSchema, env);
-  return Object.freeze({ port: e.PORT, logLevel: e.LOG_LEVEL, sleepMs: e.SLEEP, record: e.RECORD });
+  return Object.freeze({ ...serverFromEnv(e), sleepMs: e.SLEEP, record: e.RECORD });
 }
