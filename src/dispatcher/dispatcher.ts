@@ -41,7 +41,8 @@ import { type StreamKeys, streamKeys } from "../lib/keys.js";
 import type { Logger } from "../lib/logger.js";
 import { createRegistry } from "../lib/metrics.js";
 import type { DeliveryOutcome } from "../lib/outcome.js";
-import { connectRedis, redisIsReady } from "../lib/redis.js";
+import { connectRedis, quitRedis, redisIsReady } from "../lib/redis.js";
+import { pause, settlesWithin } from "../lib/wait.js";
 import { canonical, IDEMPOTENCY_KEY } from "../lib/wire/headers.js";
 import type { DispatcherConfig } from "./config.js";
 import { type Decision, decide, effectivePolicy, isExpired } from "./decide.js";
@@ -53,7 +54,6 @@ import { Promoter } from "./promoter.js";
 import { type AttemptInfo, type AttemptObservers, reportAttempt } from "./report.js";
 import { DispatcherScripts } from "./scripts.js";
 import { Slots } from "./slots.js";
-import { pause, settlesWithin } from "./wait.js";
 
 export type { AttemptInfo } from "./report.js";
 
@@ -376,8 +376,7 @@ class StreamDispatcher implements Dispatcher {
     await this.#deliverer.close();
     await closeServer(this.#server, 1000);
     this.#reader.disconnect();
-    await settlesWithin(this.#commands.quit(), CLOSE_REDIS_MS);
-    this.#commands.disconnect();
+    await quitRedis(this.#commands, CLOSE_REDIS_MS);
     this.#logger.info("dispatcher stopped");
   }
 }

@@ -8,9 +8,9 @@ import type { Redis } from "ioredis";
 import { fieldPairs, type StreamEntry } from "../lib/entry.js";
 import type { StreamKeys } from "../lib/keys.js";
 import type { Logger } from "../lib/logger.js";
+import { pause } from "../lib/wait.js";
 import type { DispatcherMetrics } from "./metrics.js";
 import type { DispatcherScripts } from "./scripts.js";
-import { pause } from "./wait.js";
 
 /** Entries taken over in one turn at most. */
 const MAX_TAKEOVER = 256;

@@ -4,9 +4,9 @@
  * dispatchers may schedule earlier ones; a retry scheduled here that is due sooner wakes it early.
  */
 import type { Logger } from "../lib/logger.js";
+import { pause } from "../lib/wait.js";
 import type { DispatcherMetrics } from "./metrics.js";
 import type { DispatcherScripts } from "./scripts.js";
-import { pause } from "./wait.js";
 
 const PROMOTE_BATCH = 500;
 const PROMOTE_MAX_SLEEP_MS = 500;

@@ -7,6 +7,7 @@ import { Redis, type RedisOptions } from "ioredis";
 import { z } from "zod";
 import { backoffDelay } from "./backoff.js";
 import { redactUrlPassword } from "./config.js";
+import { settlesWithin } from "./wait.js";
 
 export interface RedisSettings {
   readonly host: string;
@@ -178,18 +179,6 @@ export function waitUntilReady(client: Redis, timeoutMs: number): Promise<void> 
  * must not hang on a Redis that is away, and there is nothing to say goodbye to then.
  */
 export async function quitRedis(client: Redis, timeoutMs = 1000): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    await Promise.race([
-      client.quit(),
-      new Promise((resolve) => {
-        timer = setTimeout(resolve, timeoutMs);
-      }),
-    ]);
-  } catch {
-    // Redis is away; the disconnect below is all that is left to do.
-  } finally {
-    clearTimeout(timer);
-    client.disconnect();
-  }
+  await settlesWithin(client.quit(), timeoutMs);
+  client.disconnect();
 }

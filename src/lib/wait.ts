@@ -1,4 +1,4 @@
-/** Small waits the dispatcher's loops and its shutdown share. */
+/** Small waits that loops and shutdowns share: a pause that ends on abort, a bounded wait for a promise. */
 import { setTimeout as sleep } from "node:timers/promises";
 
 /**
