@@ -12,7 +12,7 @@ const NETWORK_CONFIGURED = "NetworkConfigured";
 const DEPENDENTS = [LOAD_BALANCER_READY, NETWORK_CONFIGURED] as const;
 
 /** metav1.Time has second precision; keep the same so a round trip through the API compares equal. */
-export function nowRfc3339(): string {
+function nowRfc3339(): string {
   return new Date().toISOString().replace(/\.\d{3}Z$/, "Z");
 }
 

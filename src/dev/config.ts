@@ -8,7 +8,7 @@ import { type Env, parseEnv } from "../lib/config.js";
 import { DEFAULT_STREAM_NAME, parseRedisAddress } from "../lib/redis.js";
 
 /** Dispatcher settings a user may want to try locally; passed through as they are. */
-export const DISPATCHER_PASSTHROUGH = [
+const DISPATCHER_PASSTHROUGH = [
   "MAX_ATTEMPTS",
   "MIN_BACKOFF",
   "MAX_BACKOFF",

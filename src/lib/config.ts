@@ -62,7 +62,7 @@ export const intSetting = (defaultValue: number, min = 0, max = Number.MAX_SAFE_
   z.coerce.number().int().min(min).max(max).default(defaultValue);
 
 /** A TCP port number; 0 lets the OS pick (used by tests and the all-in-one mode). */
-export const portSetting = (defaultValue: number) => intSetting(defaultValue, 0, 65535);
+const portSetting = (defaultValue: number) => intSetting(defaultValue, 0, 65535);
 
 /** `true/false`, `1/0`, `yes/no`, `on/off`. */
 export const boolSetting = (defaultValue: boolean) =>
@@ -90,7 +90,7 @@ export const listSetting = (defaultValue: readonly string[]) =>
     .optional()
     .transform((v) => v ?? [...defaultValue]);
 
-export const logLevelSetting = z
+const logLevelSetting = z
   .enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"])
   .default("info");
 

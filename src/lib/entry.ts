@@ -19,7 +19,7 @@ export const DATA_FIELD = "data";
 export const REPLAYED_AT_FIELD = "replayedAt";
 
 /** The delivery context the dispatcher adds to an entry it re-queues for a retry, and reads back. */
-export const ENTRY_META_FIELDS = {
+const ENTRY_META_FIELDS = {
   attempts: "attempts",
   firstAttemptAt: "firstAttemptAt",
   lastAttemptAt: "lastAttemptAt",
@@ -28,7 +28,7 @@ export const ENTRY_META_FIELDS = {
 } as const;
 
 /** What a dead-letter entry adds to the entry's fields and its delivery context. */
-export const DEAD_LETTER_FIELDS = {
+const DEAD_LETTER_FIELDS = {
   reason: "reason",
   deadLetteredAt: "deadLetteredAt",
   sourceEntryId: "sourceEntryId",

@@ -15,10 +15,7 @@
  */
 import { formatDuration, parseDuration } from "./durations.js";
 import type { DeliveryPolicyOverrides } from "./envelope.js";
-import { DELIVERY_POLICY } from "./wire/headers.js";
 
-/** The header that carries the policy (src/lib/wire/headers.ts), under the name the producer imports. */
-export const POLICY_HEADER = DELIVERY_POLICY;
 const POLICY_ANNOTATION_PREFIX = "async.knative.dev/";
 
 type Item = { key: keyof DeliveryPolicyOverrides; name: string; kind: "count" | "duration" };

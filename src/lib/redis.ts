@@ -48,7 +48,7 @@ export function parseRedisAddress(address: string, tlsCert?: string): RedisSetti
 }
 
 /** A zod field for REDIS_ADDRESS; TLS_CERT is applied afterwards by `withTlsCert`. */
-export const redisAddressSetting = (defaultValue = "127.0.0.1:6379") =>
+const redisAddressSetting = (defaultValue = "127.0.0.1:6379") =>
   z
     .string()
     .default(defaultValue)
@@ -82,7 +82,7 @@ export function redisFromEnv(e: {
   return { redis: withTlsCert(e.REDIS_ADDRESS, e.TLS_CERT), streamName: e.REDIS_STREAM_NAME };
 }
 
-export function withTlsCert(settings: RedisSettings, tlsCert: string | undefined): RedisSettings {
+function withTlsCert(settings: RedisSettings, tlsCert: string | undefined): RedisSettings {
   if (!tlsCert?.trim()) return settings;
   return { ...settings, tls: { ...settings.tls, ca: tlsCert, servername: settings.host } };
 }
