@@ -10,6 +10,7 @@ import { AsyncError, ErrorCode } from "../lib/errors.js";
 import { type BodyLimit, readBody } from "../lib/http.js";
 import type { Logger } from "../lib/logger.js";
 import { parsePolicyHeader } from "../lib/policy.js";
+import type { TargetResolver } from "../lib/target.js";
 import { RETRY_AFTER } from "../lib/wire/headers.js";
 import { prefersRespondAsync } from "../lib/wire/prefer.js";
 import { sendAccepted } from "./answer.js";
@@ -18,7 +19,6 @@ import { parseIdempotencyKey } from "./idempotency.js";
 import type { ProducerMetrics } from "./metrics.js";
 import { type RequestHeaders, readHeaders } from "./request-headers.js";
 import type { Answer, RequestStore } from "./store.js";
-import type { TargetResolver } from "./target.js";
 
 export interface AcceptedInfo {
   readonly id: string;

@@ -68,6 +68,7 @@ test("the schema's keys are exactly the env names the producer reads", () => {
     "REQUEST_BYTES_IN_FLIGHT",
     "REQUEST_SIZE_LIMIT",
     "SYSTEM_NAMESPACE",
+    "TARGET_PORTS",
     "TLS_CERT",
   ]);
 });

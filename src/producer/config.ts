@@ -7,33 +7,26 @@ import { z } from "zod";
 import {
   type Env,
   intSetting,
-  listSetting,
   minDurationSetting,
   parseEnv,
   serverEnvFields,
   serverFromEnv,
 } from "../lib/config.js";
 import { type RedisSettings, redisEnvFields, redisFromEnv } from "../lib/redis.js";
-import { type HostPattern, parseHostPattern } from "./target.js";
+import {
+  type HostPattern,
+  producerHostPatterns,
+  redisHostPattern,
+  type TargetRules,
+  targetEnvFields,
+  targetRulesFromEnv,
+} from "../lib/target.js";
 
 /**
  * Bodies are held in memory while they stream in and stored base64-encoded when binary (4/3 larger);
  * Redis refuses strings over 512 MB, so larger limits could never be honoured.
  */
 const MAX_REQUEST_SIZE_LIMIT = 256 * 1024 * 1024;
-
-const hostPatternsSetting = listSetting([]).transform((entries, ctx) => {
-  const patterns: HostPattern[] = [];
-  for (const entry of entries) {
-    try {
-      patterns.push(parseHostPattern(entry));
-    } catch (err) {
-      ctx.addIssue({ code: "custom", message: (err as Error).message });
-      return z.NEVER;
-    }
-  }
-  return patterns;
-});
 
 const MAX_WORKERS = 256;
 
@@ -58,9 +51,8 @@ export const producerEnvSchema = z.object({
   ...serverEnvFields,
   ...redisEnvFields,
   REQUEST_SIZE_LIMIT: intSetting(6_000_000, 0, MAX_REQUEST_SIZE_LIMIT),
-  SYSTEM_NAMESPACE: z.string().default("knative-serving"),
   PRODUCER_NAME: z.string().default("async-producer"),
-  ALLOWED_TARGET_HOSTS: hostPatternsSetting,
+  ...targetEnvFields,
   IDEMPOTENCY_TTL: minDurationSetting("24h", 1000),
   REDIS_WAIT_REPLICAS: intSetting(0, 0, 100),
   // WAIT with timeout 0 blocks forever, so a zero timeout is refused rather than passed on.
@@ -81,6 +73,8 @@ export interface ProducerConfig {
   readonly producerName: string;
   /** Targets allowed besides cluster-local Service names (for local use). */
   readonly allowedTargetHosts: readonly HostPattern[];
+  /** The target rule (src/lib/target.ts), with the producer's own names and its Redis forbidden. */
+  readonly targets: TargetRules;
   /** How long an Idempotency-Key is remembered. */
   readonly idempotencyTtlMs: number;
   /** Replicas that must confirm a write (Redis WAIT) before the 202; 0 = the primary's ack is enough. */
@@ -106,6 +100,10 @@ export function loadProducerConfig(env: Env): ProducerConfig {
     systemNamespace: e.SYSTEM_NAMESPACE,
     producerName: e.PRODUCER_NAME,
     allowedTargetHosts: e.ALLOWED_TARGET_HOSTS,
+    targets: targetRulesFromEnv(e, [
+      ...producerHostPatterns(e.PRODUCER_NAME, e.SYSTEM_NAMESPACE),
+      redisHostPattern(e.REDIS_ADDRESS),
+    ]),
     idempotencyTtlMs: e.IDEMPOTENCY_TTL,
     waitReplicas: e.REDIS_WAIT_REPLICAS,
     waitTimeoutMs: e.REDIS_WAIT_TIMEOUT,

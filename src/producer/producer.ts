@@ -19,6 +19,7 @@ import { streamKeys } from "../lib/keys.js";
 import { type Logger, throttledWarn } from "../lib/logger.js";
 import { createRegistry } from "../lib/metrics.js";
 import { connectRedis, quitRedis, redisIsReady, waitUntilReady } from "../lib/redis.js";
+import { parseHostPattern, targetResolver } from "../lib/target.js";
 import { ORIGINAL_HOST } from "../lib/wire/headers.js";
 import { type AcceptedInfo, requestAcceptor } from "./accept.js";
 import { sendNotAccepted } from "./answer.js";
@@ -26,7 +27,6 @@ import { ByteBudget } from "./budget.js";
 import type { ProducerConfig } from "./config.js";
 import { producerMetrics } from "./metrics.js";
 import { RequestStore, writeTimeoutMs } from "./store.js";
-import { parseHostPattern, producerHostPatterns, targetResolver } from "./target.js";
 
 export type { AcceptedInfo };
 
@@ -54,11 +54,8 @@ export async function startProducer(config: ProducerConfig, deps: ProducerDeps):
   const registry = deps.registry ?? createRegistry("producer");
   const keys = streamKeys(config.streamName);
   const resolve = targetResolver({
-    allowed: config.allowedTargetHosts,
-    forbidden: [
-      ...producerHostPatterns(config.producerName, config.systemNamespace),
-      ...(deps.selfHosts ?? []).map(parseHostPattern),
-    ],
+    ...config.targets,
+    forbidden: [...config.targets.forbidden, ...(deps.selfHosts ?? []).map(parseHostPattern)],
   });
   // failFast: while Redis is away, writes fail at once (503) instead of queueing until it returns;
   // a command Redis does not answer in time fails with "Command timed out" (503 too).

@@ -1,14 +1,23 @@
 /**
- * Where an async request goes, and whether it may go there.
+ * Where an async request goes, and whether it may go there: ONE rule, checked by the producer when it
+ * accepts a request and again by the dispatcher and the consumer before they send it, since neither may
+ * trust what reaches it (an entry written straight into the stream, or an event POSTed to the consumer).
  *
  * The target is `http://` + `Async-Original-Host` + the request's path and query, as in the original. Left
  * unchecked that is an open proxy: anyone who can reach the producer could make the cluster send requests
- * anywhere, later and with retries. So the host must be a cluster-local Service name
- * (`<name>.<namespace>.svc[.cluster.local]`) or match the operator's allow-list (for local use), and
- * never the producer itself, which would only loop.
+ * anywhere, later and with retries. So a target must be
+ *  - a Knative Service's cluster-local name (`<name>.<namespace>.svc[.cluster.local]`) on one of its
+ *    service ports (TARGET_PORTS, 80 and 443 by default), so that an async request can never speak HTTP
+ *    at a Redis or any other TCP service; and not in the Kubernetes API's or the system namespaces (this
+ *    project's components and Knative's own live in SYSTEM_NAMESPACE);
+ *  - or a host the operator allowed (ALLOWED_TARGET_HOSTS, for local use), on the port the entry names or
+ *    any port when it names none;
+ *  - and never one of this project's own addresses or its Redis, whatever the rules above say.
  */
 import { isIPv6 } from "node:net";
-import { AsyncError, ErrorCode } from "../lib/errors.js";
+import { z } from "zod";
+import { listSetting } from "./config.js";
+import { AsyncError, ErrorCode } from "./errors.js";
 
 /** An allow-list or deny-list entry: `host`, `host:port`, `*.suffix` or `*.suffix:port`. */
 export interface HostPattern {
@@ -22,9 +31,16 @@ export interface HostPattern {
 export interface TargetRules {
   /** Hosts allowed besides cluster-local Service names. */
   readonly allowed: readonly HostPattern[];
-  /** Hosts that are never allowed, even when they match the rules above (the producer itself). */
+  /** Hosts that are never allowed, even when they match the rules above (our own, our Redis). */
   readonly forbidden: readonly HostPattern[];
+  /** Namespaces whose Services are never targets (the system namespace). */
+  readonly forbiddenNamespaces?: readonly string[];
+  /** Ports a cluster-local Service may be reached on; absent: any. */
+  readonly servicePorts?: readonly number[];
 }
+
+/** Knative Services listen on these (plain HTTP and TLS). */
+export const DEFAULT_SERVICE_PORTS: readonly number[] = [80, 443];
 
 export interface Target {
   /** The absolute URL the request will be replayed to. */
@@ -105,6 +121,56 @@ export function producerHostPatterns(producerName: string, namespace: string): H
   ];
 }
 
+function forbidden(message: string): AsyncError {
+  return new AsyncError(ErrorCode.ForbiddenTarget, message);
+}
+
+/**
+ * The rule itself, for a parsed authority; `defaultPort` is the scheme's, for a target that names none.
+ * Throws ForbiddenTarget (403) saying which part of the rule refused it.
+ */
+function checkAuthority(authority: Authority, defaultPort: number, rules: TargetRules): void {
+  const hostPort = authority.port === undefined ? authority.host : `${authority.host}:${authority.port}`;
+  if (rules.forbidden.some((p) => matches(p, authority))) {
+    throw forbidden(`target ${hostPort} is one of this project's own addresses, never a target`);
+  }
+  if (rules.allowed.some((p) => matches(p, authority))) return;
+  if (!isClusterLocalService(authority.host)) {
+    throw forbidden(
+      `target ${hostPort} is not a cluster-local service (<name>.<namespace>.svc[.cluster.local]) or an allowed host`,
+    );
+  }
+  const namespace = authority.host.split(".")[1] as string;
+  if (rules.forbiddenNamespaces?.includes(namespace)) {
+    throw forbidden(
+      `target ${hostPort} is in the system namespace ${namespace}, whose services are never targets`,
+    );
+  }
+  const port = authority.port ?? defaultPort;
+  if (rules.servicePorts !== undefined && !rules.servicePorts.includes(port)) {
+    throw forbidden(
+      `target ${hostPort}: port ${port} is not a service port (TARGET_PORTS: ${rules.servicePorts.join(",")})`,
+    );
+  }
+}
+
+/**
+ * Checks a stored request's absolute URL against the rule before it is sent: the dispatcher and the
+ * consumer trust no URL that reaches them, whoever wrote it. Throws BadTarget or ForbiddenTarget.
+ */
+export function checkTargetUrl(url: string, rules: TargetRules): void {
+  const match = /^(https?):\/\/([^/?#]*)/i.exec(url);
+  if (match === null) throw badTarget("the target URL is not absolute http(s)");
+  const scheme = (match[1] as string).toLowerCase();
+  const authority = parseAuthority(match[2] as string);
+  if (authority === undefined) {
+    throw badTarget(
+      `the target URL's host ${JSON.stringify((match[2] as string).slice(0, 100))} is not host[:port]`,
+    );
+  }
+  checkAuthority(authority, scheme === "https" ? 443 : 80, rules);
+}
+
 function badTarget(message: string): AsyncError {
   return new AsyncError(ErrorCode.BadTarget, message);
 }
@@ -137,15 +203,7 @@ export function resolveTarget(
   const hostPort = authority.port === undefined ? authority.host : `${authority.host}:${authority.port}`;
   const url = targetUrl(hostPort, requestUrl);
 
-  if (rules.forbidden.some((p) => matches(p, authority))) {
-    throw new AsyncError(ErrorCode.ForbiddenTarget, `target ${hostPort} is the producer itself`);
-  }
-  if (!isClusterLocalService(authority.host) && !rules.allowed.some((p) => matches(p, authority))) {
-    throw new AsyncError(
-      ErrorCode.ForbiddenTarget,
-      `target ${hostPort} is not a cluster-local service (<name>.<namespace>.svc[.cluster.local]) or an allowed host`,
-    );
-  }
+  checkAuthority(authority, 80, rules);
   return { url, authority: hostPort };
 }
 
@@ -191,4 +249,60 @@ export function targetResolver(rules: TargetRules, size = 1000): TargetResolver 
     }
     return { url: targetUrl(hostPort, requestUrl), authority: hostPort };
   };
+}
+
+/** ALLOWED_TARGET_HOSTS: `host`, `host:port`, `*.suffix`, `*.suffix:port`, comma-separated. */
+const hostPatternsSetting = listSetting([]).transform((entries, ctx) => {
+  const patterns: HostPattern[] = [];
+  for (const entry of entries) {
+    try {
+      patterns.push(parseHostPattern(entry));
+    } catch (err) {
+      ctx.addIssue({ code: "custom", message: (err as Error).message });
+      return z.NEVER;
+    }
+  }
+  return patterns;
+});
+
+const portListSetting = listSetting(DEFAULT_SERVICE_PORTS.map(String)).transform((values, ctx) => {
+  const ports = values.map(Number);
+  if (ports.length === 0 || !ports.every((p) => Number.isInteger(p) && p >= 1 && p <= 65535)) {
+    ctx.addIssue({ code: "custom", message: "must be a comma-separated list of port numbers" });
+    return z.NEVER;
+  }
+  return ports;
+});
+
+/**
+ * The settings of the target rule, read the same way by every component that checks it (producer,
+ * dispatcher, consumer): spread into a component's env schema, then `targetRulesFromEnv`.
+ */
+export const targetEnvFields = {
+  ALLOWED_TARGET_HOSTS: hostPatternsSetting,
+  TARGET_PORTS: portListSetting,
+  SYSTEM_NAMESPACE: z.string().default("knative-serving"),
+};
+
+/** A Redis address as a forbidden host: its host on its port (the same host may serve apps locally). */
+export function redisHostPattern(redis: { readonly host: string; readonly port: number }): HostPattern {
+  const host = isIPv6(redis.host) ? `[${redis.host}]` : redis.host.toLowerCase();
+  return { host, wildcard: false, port: redis.port };
+}
+
+/** The rule from those settings; `ownHosts` are the checking component's own addresses and its Redis. */
+export function targetRulesFromEnv(
+  e: {
+    readonly ALLOWED_TARGET_HOSTS: readonly HostPattern[];
+    readonly TARGET_PORTS: readonly number[];
+    readonly SYSTEM_NAMESPACE: string;
+  },
+  ownHosts: readonly HostPattern[] = [],
+): TargetRules {
+  return Object.freeze({
+    allowed: e.ALLOWED_TARGET_HOSTS,
+    forbidden: ownHosts,
+    forbiddenNamespaces: Object.freeze(["kube-system", e.SYSTEM_NAMESPACE]),
+    servicePorts: e.TARGET_PORTS,
+  });
 }

@@ -1,13 +1,15 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { AsyncError, ErrorCode } from "../lib/errors.js";
+import { AsyncError, ErrorCode } from "./errors.js";
 import {
+  checkTargetUrl,
   isClusterLocalService,
   parseHostPattern,
   producerHostPatterns,
   resolveTarget,
   type TargetRules,
   targetResolver,
+  targetRulesFromEnv,
 } from "./target.js";
 
 const rules: TargetRules = {
@@ -185,4 +187,59 @@ test("the Kubernetes API and kube-system are never targets", () => {
   assert.equal(isClusterLocalService("kubernetes.default.svc.cluster.local"), false);
   assert.equal(isClusterLocalService("kube-dns.kube-system.svc.cluster.local"), false);
   assert.equal(isClusterLocalService("kubernetes.team-a.svc"), true, "only the API server's own Service");
+});
+
+describe("the rule at delivery, with service ports and the system namespace", () => {
+  const strict = targetRulesFromEnv(
+    {
+      ALLOWED_TARGET_HOSTS: ["127.0.0.1:9999", "*.example.test"].map(parseHostPattern),
+      TARGET_PORTS: [80, 443],
+      SYSTEM_NAMESPACE: "knative-serving",
+    },
+    [parseHostPattern("redis.redis.svc.cluster.local:6379"), parseHostPattern("127.0.0.1:6379")],
+  );
+  const rows: { url: string; want: "ok" | string }[] = [
+    { url: "http://app.default.svc.cluster.local/x?y=1", want: "ok" },
+    { url: "http://app.default.svc:80/", want: "ok" },
+    { url: "https://app.default.svc/", want: "ok" },
+    { url: "https://app.default.svc:443/", want: "ok" },
+    { url: "http://app.default.svc:8080/", want: ErrorCode.ForbiddenTarget },
+    { url: "http://redis.redis.svc.cluster.local:6379/", want: ErrorCode.ForbiddenTarget },
+    { url: "http://redis.redis.svc.cluster.local/", want: "ok" },
+    { url: "http://async-consumer.knative-serving.svc.cluster.local/", want: ErrorCode.ForbiddenTarget },
+    { url: "http://activator-service.knative-serving.svc/", want: ErrorCode.ForbiddenTarget },
+    { url: "http://kubernetes.default.svc/api", want: ErrorCode.ForbiddenTarget },
+    { url: "http://kube-dns.kube-system.svc/", want: ErrorCode.ForbiddenTarget },
+    { url: "http://169.254.169.254/latest/meta-data", want: ErrorCode.ForbiddenTarget },
+    { url: "http://metadata.google.internal/", want: ErrorCode.ForbiddenTarget },
+    { url: "http://127.0.0.1:9999/ok", want: "ok" },
+    { url: "http://127.0.0.1:6379/", want: ErrorCode.ForbiddenTarget },
+    { url: "http://127.0.0.1:9998/", want: ErrorCode.ForbiddenTarget },
+    { url: "http://anything.example.test:7000/", want: "ok" },
+    { url: "http://user:pw@app.default.svc/", want: ErrorCode.BadTarget },
+    { url: "http://app.default.svc%2e/", want: ErrorCode.BadTarget },
+    { url: "ftp://app.default.svc/", want: ErrorCode.BadTarget },
+    { url: "/relative", want: ErrorCode.BadTarget },
+  ];
+  for (const row of rows) {
+    test(`${row.url} -> ${row.want}`, () => {
+      const got = codeOf(() => checkTargetUrl(row.url, strict)) ?? "ok";
+      assert.equal(got, row.want);
+    });
+  }
+
+  test("ingest applies the same rule: a service port and the system namespace", () => {
+    assert.equal(
+      codeOf(() => resolveTarget(["app.ns.svc:8080"], "/", strict)),
+      ErrorCode.ForbiddenTarget,
+    );
+    assert.equal(
+      codeOf(() => resolveTarget(["app.ns.svc:80"], "/", strict)),
+      undefined,
+    );
+    assert.equal(
+      codeOf(() => resolveTarget(["webhook.knative-serving.svc"], "/", strict)),
+      ErrorCode.ForbiddenTarget,
+    );
+  });
 });
