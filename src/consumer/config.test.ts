@@ -14,6 +14,12 @@ test("defaults follow Knative and the producer's limits", () => {
     maxConnectionsPerHost: 256,
     eventSizeLimit: DEFAULT_EVENT_SIZE_LIMIT,
     retryableStatusCodes: DEFAULT_RETRYABLE_STATUSES,
+    targets: {
+      allowed: [],
+      forbidden: [],
+      forbiddenNamespaces: ["kube-system", "knative-serving"],
+      servicePorts: [80, 443],
+    },
   });
   assert.ok(Object.isFrozen(config));
   // A 6 MB binary body, base64 in the envelope, the envelope a JSON string in the field list.
@@ -38,6 +44,7 @@ test("every setting is read from its env name", () => {
   assert.equal(config.eventSizeLimit, 1_000_000);
   assert.deepEqual(config.retryableStatusCodes, [503, 504]);
   assert.deepEqual(Object.keys(consumerEnvSchema.shape).sort(), [
+    "ALLOWED_TARGET_HOSTS",
     "EVENT_SIZE_LIMIT",
     "LOG_LEVEL",
     "MAX_CONNECTIONS_PER_HOST",
@@ -45,6 +52,8 @@ test("every setting is read from its env name", () => {
     "PORT",
     "REQUEST_TIMEOUT",
     "RETRYABLE_STATUS_CODES",
+    "SYSTEM_NAMESPACE",
+    "TARGET_PORTS",
   ]);
 });
 

@@ -14,6 +14,7 @@ import {
   statusListSetting,
 } from "../lib/config.js";
 import { DEFAULT_RETRYABLE_STATUSES } from "../lib/outcome.js";
+import { type TargetRules, targetEnvFields, targetRulesFromEnv } from "../lib/target.js";
 
 /**
  * The event carries the body inside the envelope's JSON inside the entry's JSON field list. A 6 MB body
@@ -33,6 +34,7 @@ export const consumerEnvSchema = z.object({
   EVENT_SIZE_LIMIT: intSetting(DEFAULT_EVENT_SIZE_LIMIT, 1024, 512 * 1024 * 1024),
   /** Target statuses answered with 502 so that the sender tries again; others are final (200). */
   RETRYABLE_STATUS_CODES: statusListSetting(DEFAULT_RETRYABLE_STATUSES),
+  ...targetEnvFields,
 });
 
 export interface ConsumerConfig {
@@ -44,6 +46,8 @@ export interface ConsumerConfig {
   /** Largest accepted CloudEvent body, in bytes. */
   readonly eventSizeLimit: number;
   readonly retryableStatusCodes: readonly number[];
+  /** The target rule (src/lib/target.ts), checked again before every replay. */
+  readonly targets: TargetRules;
 }
 
 export function loadConsumerConfig(env: Env): ConsumerConfig {
@@ -58,5 +62,6 @@ export function loadConsumerConfig(env: Env): ConsumerConfig {
     maxConnectionsPerHost: e.MAX_CONNECTIONS_PER_HOST,
     eventSizeLimit: e.EVENT_SIZE_LIMIT,
     retryableStatusCodes: Object.freeze([...e.RETRYABLE_STATUS_CODES]),
+    targets: targetRulesFromEnv(e),
   });
 }

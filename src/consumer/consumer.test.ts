@@ -6,6 +6,7 @@ import { after, before, describe, test } from "node:test";
 import { CloudEvent, HTTP } from "cloudevents";
 import { request } from "undici";
 import { freePort } from "../../test/helpers/net.js";
+import { LOOPBACK_TARGET_ENV } from "../../test/helpers/targets.js";
 import { type AsyncRequest, encodeEnvelope } from "../lib/envelope.js";
 import { ErrorCode } from "../lib/errors.js";
 import { listen } from "../lib/http.js";
@@ -82,9 +83,12 @@ describe("consumer", () => {
     );
     appOrigin = `http://127.0.0.1:${app.port}`;
     logs = capturedLogger("consumer");
-    consumer = await startConsumer(loadConsumerConfig({ PORT: "0", REQUEST_TIMEOUT: "2s" }), {
-      logger: logs.logger,
-    });
+    consumer = await startConsumer(
+      loadConsumerConfig({ PORT: "0", REQUEST_TIMEOUT: "2s", ...LOOPBACK_TARGET_ENV }),
+      {
+        logger: logs.logger,
+      },
+    );
   });
   after(async () => {
     await consumer.close();
@@ -360,8 +364,11 @@ describe("consumer size limit", () => {
       { logger: createLogger("sample-app", { level: "silent" }) },
     );
     const logger = createLogger("consumer", { level: "silent" });
-    small = await startConsumer(loadConsumerConfig({ PORT: "0", EVENT_SIZE_LIMIT: "65536" }), { logger });
-    standard = await startConsumer(loadConsumerConfig({ PORT: "0" }), { logger });
+    small = await startConsumer(
+      loadConsumerConfig({ PORT: "0", EVENT_SIZE_LIMIT: "65536", ...LOOPBACK_TARGET_ENV }),
+      { logger },
+    );
+    standard = await startConsumer(loadConsumerConfig({ PORT: "0", ...LOOPBACK_TARGET_ENV }), { logger });
   });
   after(async () => {
     await small.close();
@@ -434,7 +441,7 @@ describe("consumer close", () => {
       { port: 0, logLevel: "silent", sleepMs: 0, record: false },
       { logger: createLogger("sample-app", { level: "silent" }) },
     );
-    const consumer = await startConsumer(loadConsumerConfig({ PORT: "0" }), {
+    const consumer = await startConsumer(loadConsumerConfig({ PORT: "0", ...LOOPBACK_TARGET_ENV }), {
       logger: createLogger("consumer", { level: "silent" }),
     });
     try {

@@ -35,6 +35,7 @@ export async function startConsumer(config: ConsumerConfig, deps: ConsumerDeps):
     timeoutMs: config.requestTimeoutMs,
     maxTimeoutMs: config.maxRequestTimeoutMs,
     connectionsPerOrigin: config.maxConnectionsPerHost,
+    targets: config.targets,
   });
   let closing = false;
   const admin = { registry, ready: async () => !closing };

@@ -83,9 +83,13 @@ export async function startDev(options: DevOptions): Promise<RunningDev> {
     closers.push(() => app.close());
     const appHost = `127.0.0.1:${app.port}`;
 
-    const consumer = await startConsumer(loadConsumerConfig({ PORT: "0", LOG_LEVEL: options.logLevel }), {
-      logger: logger("consumer"),
-    });
+    // The sample app is the one target: a loopback address stands in for its cluster-local name, and
+    // every component checks it, as they would on a cluster.
+    const targets = { ALLOWED_TARGET_HOSTS: appHost };
+    const consumer = await startConsumer(
+      loadConsumerConfig({ PORT: "0", LOG_LEVEL: options.logLevel, ...targets }),
+      { logger: logger("consumer") },
+    );
     closers.push(() => consumer.close());
 
     const dispatcher = await startDispatcher(
@@ -95,16 +99,17 @@ export async function startDev(options: DevOptions): Promise<RunningDev> {
         DISPATCH_MODE: options.direct ? "direct" : "cloudevent",
         K_SINK: `http://127.0.0.1:${consumer.port}/`,
         DISPATCHER_NAME: `dev-${process.pid}`,
+        ...targets,
         ...options.dispatcherEnv,
       }),
       { logger: logger("dispatcher"), ...(options.onAttempt ? { onAttempt: options.onAttempt } : {}) },
     );
     closers.push(() => dispatcher.close());
 
-    const producer = await startProducer(
-      loadProducerConfig({ ...common, PORT: "0", ALLOWED_TARGET_HOSTS: appHost }),
-      { logger: logger("producer"), ...(options.onAccepted ? { onAccepted: options.onAccepted } : {}) },
-    );
+    const producer = await startProducer(loadProducerConfig({ ...common, PORT: "0", ...targets }), {
+      logger: logger("producer"),
+      ...(options.onAccepted ? { onAccepted: options.onAccepted } : {}),
+    });
     closers.push(() => producer.close());
 
     const gateway = await startGateway({

@@ -16,6 +16,7 @@ import {
 } from "../lib/config.js";
 import { DEFAULT_RETRYABLE_STATUSES } from "../lib/outcome.js";
 import { type RedisSettings, redisEnvFields, redisFromEnv } from "../lib/redis.js";
+import { redisHostPattern, type TargetRules, targetEnvFields, targetRulesFromEnv } from "../lib/target.js";
 
 /** Every environment variable the dispatcher reads; the keys are the names. */
 export const dispatcherEnvSchema = z.object({
@@ -40,6 +41,7 @@ export const dispatcherEnvSchema = z.object({
   DEAD_LETTER_SINK: urlSetting.optional(),
   DELETE_ACKED: boolSetting(true),
   SHUTDOWN_GRACE: durationSetting("25s"),
+  ...targetEnvFields,
 });
 
 export interface RetrySettings {
@@ -73,6 +75,8 @@ interface DispatcherSettings {
   readonly deadLetterSink?: string;
   readonly deleteAcked: boolean;
   readonly shutdownGraceMs: number;
+  /** The target rule (src/lib/target.ts), checked again before every delivery; its Redis forbidden. */
+  readonly targets: TargetRules;
 }
 
 export type DispatcherConfig = DispatcherSettings & DispatchMode;
@@ -109,6 +113,7 @@ export function loadDispatcherConfig(env: Env): DispatcherConfig {
     ...(e.DEAD_LETTER_SINK === undefined ? {} : { deadLetterSink: e.DEAD_LETTER_SINK }),
     deleteAcked: e.DELETE_ACKED,
     shutdownGraceMs: e.SHUTDOWN_GRACE,
+    targets: targetRulesFromEnv(e, [redisHostPattern(e.REDIS_ADDRESS)]),
   });
 }
 

@@ -24,6 +24,8 @@ import type { RetrySettings } from "./config.js";
 export type DeadLetterReason =
   /** The entry cannot be decoded into a request. */
   | "malformed"
+  /** The target rule (src/lib/target.ts) refuses the request's URL: it is never sent. */
+  | "forbidden-target"
   /** The target answered with a final (non-retryable) error status. */
   | "rejected"
   /** A retryable failure, but retrying a non-idempotent request could make the app do it twice. */
@@ -102,6 +104,8 @@ export function decide(
       return { action: "dead-letter", reason: "rejected" };
   } else if (outcome.code === ErrorCode.MalformedEvent) {
     return { action: "dead-letter", reason: "malformed" };
+  } else if (outcome.code === ErrorCode.ForbiddenTarget) {
+    return { action: "dead-letter", reason: "forbidden-target" };
   }
 
   const neverProcessed =

@@ -4,6 +4,7 @@ import { after, before, describe, test } from "node:test";
 import { HTTP } from "cloudevents";
 import { type RecordingServer, startRecordingServer } from "../../test/helpers/http.js";
 import { freePort } from "../../test/helpers/net.js";
+import { LOOPBACK_TARGETS } from "../../test/helpers/targets.js";
 import { type AsyncRequest, encodeEnvelope } from "../lib/envelope.js";
 import { ErrorCode } from "../lib/errors.js";
 import { listen } from "../lib/http.js";
@@ -19,6 +20,7 @@ before(async () => {
     sink: `${sink.url}events?from=dispatcher`,
     source: "127.0.0.1:6379/mystream",
     connections: 4,
+    targets: LOOPBACK_TARGETS,
   });
 });
 
@@ -107,6 +109,7 @@ describe("CloudEvent deliverer (real HTTP sink)", () => {
       sink: `http://127.0.0.1:${await freePort()}/`,
       source: "s",
       connections: 1,
+      targets: LOOPBACK_TARGETS,
     });
     try {
       const outcome = await nowhere.deliver(entry, request, 1, 1000);
@@ -119,7 +122,7 @@ describe("CloudEvent deliverer (real HTTP sink)", () => {
   test("a sink that cannot be reached fails as a replay to the same address does", async () => {
     const tls = createTlsServer({ key: SELF_SIGNED_KEY, cert: SELF_SIGNED_CERT }, (_req, res) => res.end());
     const tlsPort = await listen(tls, 0, "127.0.0.1");
-    const replayer = createReplayer({ timeoutMs: 5_000 });
+    const replayer = createReplayer({ timeoutMs: 5_000, targets: LOOPBACK_TARGETS });
     const kinds = [
       { kind: "nobody listens", url: `http://127.0.0.1:${await freePort()}/` },
       { kind: "unknown host", url: "http://no-such-host.invalid/" },
@@ -128,7 +131,12 @@ describe("CloudEvent deliverer (real HTTP sink)", () => {
     ];
     try {
       for (const { kind, url } of kinds) {
-        const toSink = createCloudEventDeliverer({ sink: url, source: "s", connections: 1 });
+        const toSink = createCloudEventDeliverer({
+          sink: url,
+          source: "s",
+          connections: 1,
+          targets: LOOPBACK_TARGETS,
+        });
         try {
           const sinkOutcome = await toSink.deliver(entry, request, 1, 1000);
           const replayOutcome = await replayer.replay({ ...request, url });

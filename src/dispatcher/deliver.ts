@@ -8,8 +8,9 @@ import { Agent, request } from "undici";
 import type { StreamEntry } from "../lib/entry.js";
 import type { AsyncRequest } from "../lib/envelope.js";
 import { type DeliveryOutcome, outcomeFromHttp } from "../lib/outcome.js";
-import { createReplayer } from "../lib/replay.js";
+import { createReplayer, refusal } from "../lib/replay.js";
 import { send } from "../lib/send.js";
+import { type TargetRules, targetChecker } from "../lib/target.js";
 import { encodeDeadLetterEvent, encodeStreamEvent } from "../lib/wire/cloudevent.js";
 
 export interface Deliverer {
@@ -38,13 +39,18 @@ export function createCloudEventDeliverer(options: {
   sink: string;
   source: string;
   connections: number;
+  /** Checked before the event is sent, though the consumer checks again: neither trusts the entry. */
+  targets: TargetRules;
 }): Deliverer {
+  const checkTarget = targetChecker(options.targets);
   const agent = new Agent({ connections: options.connections, pipelining: 1, keepAliveTimeout: 30_000 });
   const sink = new URL(options.sink);
   const origin = sink.origin;
   const path = `${sink.pathname}${sink.search}`;
   return {
     deliver(entry, asyncRequest, attempt, timeoutMs) {
+      const refused = refusal(checkTarget, asyncRequest.url);
+      if (refused !== undefined) return Promise.resolve(refused);
       const event = encodeStreamEvent(entry, options.source, asyncRequest.id, attempt);
       // The answer is read back as the consumer's report (src/lib/outcome.ts). No deadline of our own:
       // undici's headers and body timeouts, with room for the replay's, bound the wait.
@@ -73,11 +79,13 @@ export function createDirectDeliverer(options: {
   timeoutMs: number;
   maxTimeoutMs: number;
   connections: number;
+  targets: TargetRules;
 }): Deliverer {
   const replayer = createReplayer({
     timeoutMs: options.timeoutMs,
     maxTimeoutMs: options.maxTimeoutMs,
     connectionsPerOrigin: options.connections,
+    targets: options.targets,
   });
   return {
     deliver(_entry, asyncRequest, attempt) {

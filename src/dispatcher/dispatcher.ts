@@ -142,11 +142,13 @@ class StreamDispatcher implements Dispatcher {
             timeoutMs: config.retry.timeoutMs,
             maxTimeoutMs: config.retry.maxTimeoutMs,
             connections: config.concurrency,
+            targets: config.targets,
           })
         : createCloudEventDeliverer({
             sink: config.sink,
             source,
             connections: config.concurrency,
+            targets: config.targets,
           });
     const registry = deps.registry ?? createRegistry("dispatcher");
     this.#metrics = createMetrics(registry, this.#commands, this.#keys, config.group);

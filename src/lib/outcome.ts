@@ -76,6 +76,8 @@ function statusForError(code: ErrorCode): number {
   switch (code) {
     case ErrorCode.MalformedEvent:
       return 400;
+    case ErrorCode.ForbiddenTarget:
+      return 403;
     case ErrorCode.TargetTimeout:
       return 504;
     default:

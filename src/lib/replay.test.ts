@@ -4,6 +4,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from "node:ht
 import type { Socket } from "node:net";
 import { after, before, describe, test } from "node:test";
 import { freePort, waitFor } from "../../test/helpers/net.js";
+import { LOOPBACK_TARGETS } from "../../test/helpers/targets.js";
 import type { AsyncRequest } from "./envelope.js";
 import { ErrorCode } from "./errors.js";
 import { listen } from "./http.js";
@@ -81,7 +82,12 @@ describe("replay", () => {
 
   before(async () => {
     target = await startTarget();
-    replayer = createReplayer({ timeoutMs: 5_000, maxTimeoutMs: 10_000, connectionsPerOrigin: 8 });
+    replayer = createReplayer({
+      timeoutMs: 5_000,
+      maxTimeoutMs: 10_000,
+      connectionsPerOrigin: 8,
+      targets: LOOPBACK_TARGETS,
+    });
   });
   after(async () => {
     await replayer.close();
@@ -231,7 +237,7 @@ describe("replay", () => {
   });
 
   test("a hanging target is TargetTimeout within the timeout and its connection is closed", async () => {
-    const fast = createReplayer({ timeoutMs: 300 });
+    const fast = createReplayer({ timeoutMs: 300, targets: LOOPBACK_TARGETS });
     try {
       let hung: Socket | undefined;
       target.handle((req) => {
@@ -251,7 +257,7 @@ describe("replay", () => {
   });
 
   test("a body that stalls after the status line is TargetTimeout", async () => {
-    const fast = createReplayer({ timeoutMs: 300 });
+    const fast = createReplayer({ timeoutMs: 300, targets: LOOPBACK_TARGETS });
     try {
       target.handle((_req, res) => {
         res.writeHead(200, { "content-length": "100" });
@@ -264,7 +270,7 @@ describe("replay", () => {
   });
 
   test("the envelope's timeout applies, clamped to the maximum", async () => {
-    const replayer2 = createReplayer({ timeoutMs: 5_000, maxTimeoutMs: 400 });
+    const replayer2 = createReplayer({ timeoutMs: 5_000, maxTimeoutMs: 400, targets: LOOPBACK_TARGETS });
     try {
       target.handle(() => {});
       const short = await replayer2.replay(envelope(`${target.origin}/`, { policy: { timeoutMs: 150 } }));
@@ -281,7 +287,7 @@ describe("replay", () => {
   });
 
   test("a request still waiting for a connection at its deadline is TargetUnreachable and never sent", async () => {
-    const single = createReplayer({ timeoutMs: 5_000, connectionsPerOrigin: 1 });
+    const single = createReplayer({ timeoutMs: 5_000, connectionsPerOrigin: 1, targets: LOOPBACK_TARGETS });
     try {
       target.handle(() => {});
       const first = single.replay(envelope(`${target.origin}/first`, { policy: { timeoutMs: 600 } }));
@@ -328,7 +334,7 @@ describe("replay", () => {
   });
 
   test("connections per origin are bounded", async () => {
-    const bounded = createReplayer({ timeoutMs: 5_000, connectionsPerOrigin: 2 });
+    const bounded = createReplayer({ timeoutMs: 5_000, connectionsPerOrigin: 2, targets: LOOPBACK_TARGETS });
     try {
       let active = 0;
       let peak = 0;

@@ -15,10 +15,11 @@
  */
 import { Agent, type Dispatcher } from "undici";
 import type { AsyncRequest } from "./envelope.js";
-import { ErrorCode } from "./errors.js";
+import { AsyncError, ErrorCode } from "./errors.js";
 import { HOP_BY_HOP_HEADERS } from "./http.js";
 import type { DeliveryOutcome } from "./outcome.js";
 import { errorOutcome, send } from "./send.js";
+import { type TargetRules, targetChecker } from "./target.js";
 import {
   ATTEMPT,
   canonical,
@@ -37,6 +38,11 @@ export interface ReplayerOptions {
   readonly maxTimeoutMs?: number;
   /** Connections kept per target origin; unlimited when absent. */
   readonly connectionsPerOrigin?: number;
+  /**
+   * The target rule (src/lib/target.ts), checked before every replay: a replayer trusts no URL that
+   * reaches it, whoever stored it.
+   */
+  readonly targets: TargetRules;
 }
 
 export interface Replayer {
@@ -96,8 +102,12 @@ export function createReplayer(options: ReplayerOptions): Replayer {
     return Math.min(clampTimeout(wanted), maxTimeoutMs);
   };
 
+  const checkTarget = targetChecker(options.targets);
+
   return {
     replay(request, attempt) {
+      const refused = refusal(checkTarget, request.url);
+      if (refused !== undefined) return Promise.resolve(refused);
       const target = splitUrl(request.url);
       if (target === undefined) {
         const started = performance.now();
@@ -191,4 +201,22 @@ function splitUrl(url: string): { origin: string; path: string } | undefined {
 
 function clampTimeout(ms: number): number {
   return Math.max(1, Math.min(Math.round(ms), MAX_TIMER_MS));
+}
+
+/**
+ * The outcome for a URL the target rule refuses, or undefined when it may be sent. A forbidden target
+ * is final (never retried); an unusable URL is a malformed request.
+ */
+export function refusal(check: (url: string) => void, url: string): DeliveryOutcome | undefined {
+  try {
+    check(url);
+    return undefined;
+  } catch (err) {
+    const started = performance.now();
+    const code =
+      err instanceof AsyncError && err.code === ErrorCode.ForbiddenTarget
+        ? err.code
+        : ErrorCode.MalformedEvent;
+    return errorOutcome(code, `refused: ${(err as Error).message}`, started);
+  }
 }

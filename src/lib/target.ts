@@ -159,16 +159,45 @@ function checkAuthority(authority: Authority, defaultPort: number, rules: Target
  * consumer trust no URL that reaches them, whoever wrote it. Throws BadTarget or ForbiddenTarget.
  */
 export function checkTargetUrl(url: string, rules: TargetRules): void {
-  const match = /^(https?):\/\/([^/?#]*)/i.exec(url);
-  if (match === null) throw badTarget("the target URL is not absolute http(s)");
-  const scheme = (match[1] as string).toLowerCase();
-  const authority = parseAuthority(match[2] as string);
+  const { scheme, authorityText } = splitTargetUrl(url);
+  const authority = parseAuthority(authorityText);
   if (authority === undefined) {
     throw badTarget(
-      `the target URL's host ${JSON.stringify((match[2] as string).slice(0, 100))} is not host[:port]`,
+      `the target URL's host ${JSON.stringify(authorityText.slice(0, 100))} is not host[:port]`,
     );
   }
   checkAuthority(authority, scheme === "https" ? 443 : 80, rules);
+}
+
+function splitTargetUrl(url: string): { scheme: string; authorityText: string } {
+  const match = /^(https?):\/\/([^/?#]*)/i.exec(url);
+  if (match === null) throw badTarget("the target URL is not absolute http(s)");
+  return { scheme: (match[1] as string).toLowerCase(), authorityText: match[2] as string };
+}
+
+/**
+ * `checkTargetUrl` for one set of rules, remembering the verdict for each scheme and authority: a
+ * dispatcher sends to the same few services again and again, and the verdict depends on nothing else.
+ * At most `size` are remembered (it starts over when full).
+ */
+export function targetChecker(rules: TargetRules, size = 1000): (url: string) => void {
+  const verdicts = new Map<string, AsyncError | undefined>();
+  return (url) => {
+    const { scheme, authorityText } = splitTargetUrl(url);
+    const key = `${scheme}://${authorityText}`;
+    let verdict = verdicts.get(key);
+    if (verdict === undefined && !verdicts.has(key)) {
+      try {
+        checkTargetUrl(key, rules);
+      } catch (err) {
+        if (!(err instanceof AsyncError)) throw err;
+        verdict = err;
+      }
+      if (verdicts.size >= size) verdicts.clear();
+      verdicts.set(key, verdict);
+    }
+    if (verdict !== undefined) throw verdict;
+  };
 }
 
 function badTarget(message: string): AsyncError {

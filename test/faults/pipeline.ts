@@ -4,6 +4,7 @@
  * answers and see exactly what reached it and when. Each helper passes the env names the components'
  * config.ts files read.
  */
+
 import { randomUUID } from "node:crypto";
 import type { Redis } from "ioredis";
 import { Agent, request } from "undici";
@@ -13,6 +14,7 @@ import type { Received, RecordingServer } from "../helpers/http.js";
 import { freePort } from "../helpers/net.js";
 import { type ComponentProcess, startComponent } from "../helpers/processes.js";
 import type { TestRedisServer } from "../helpers/redis-server.js";
+import { LOOPBACK_TARGET_ENV } from "../helpers/targets.js";
 
 export function startProducer(
   redis: TestRedisServer,
@@ -33,7 +35,7 @@ export function startConsumer(
   env: Record<string, string> = {},
   options: { port?: number } = {},
 ): Promise<ComponentProcess> {
-  return startComponent("consumer", env, options);
+  return startComponent("consumer", { ...LOOPBACK_TARGET_ENV, ...env }, options);
 }
 
 export function startDispatcher(
@@ -63,6 +65,7 @@ function dispatcherEnv(
     CLAIM_IDLE: "2s",
     MIN_BACKOFF: "100ms",
     MAX_BACKOFF: "500ms",
+    ...LOOPBACK_TARGET_ENV,
     ...env,
   };
 }
@@ -91,7 +94,7 @@ export async function startPipeline(
   const consumerPort = await freePort();
   const [producer, consumer, dispatcher] = await Promise.all([
     startProducer(redis, stream, app, env.producer),
-    startComponent("consumer", env.consumer ?? {}, { port: consumerPort }),
+    startComponent("consumer", { ...LOOPBACK_TARGET_ENV, ...env.consumer }, { port: consumerPort }),
     startComponent(
       "dispatcher",
       dispatcherEnv(redis, stream, `http://127.0.0.1:${consumerPort}`, "d-1", env.dispatcher),
