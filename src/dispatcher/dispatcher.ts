@@ -26,14 +26,7 @@ import { createServer, type Server } from "node:http";
 import type { Redis } from "ioredis";
 import type { Registry } from "prom-client";
 import { Backoff } from "../lib/backoff.js";
-import {
-  type AttemptsSoFar,
-  ageOrigin,
-  DATA_FIELD,
-  fieldValue,
-  readMeta,
-  type StreamEntry,
-} from "../lib/entry.js";
+import { ageOrigin, DATA_FIELD, fieldValue, readMeta, type StreamEntry } from "../lib/entry.js";
 import { type AsyncRequest, decodeEnvelope } from "../lib/envelope.js";
 import { AsyncError, ErrorCode } from "../lib/errors.js";
 import { closeServer, listen, sendJson, serveAdmin } from "../lib/http.js";
@@ -305,11 +298,9 @@ class StreamDispatcher implements Dispatcher {
       request = requestOf(entry);
     } catch (err) {
       const outcome = failure(ErrorCode.MalformedEvent, (err as Error).message);
-      const applied = await this.#moves.deadLetter(entry, "malformed", {
-        attempts: attempt,
-        firstAttemptAt,
-        outcome,
-      });
+      const soFar = { attempts: attempt, firstAttemptAt, lastAttemptAt: started, outcome };
+      const malformed: Decision = { action: "dead-letter", reason: "malformed" };
+      const { applied } = await this.#moves.record(entry, malformed, soFar);
       // There is no request to report(), but the attempt counts like any other dead-lettered one.
       this.#metrics.countAttempt(applied ? "dead-letter" : "lease_lost", "malformed");
       return;
@@ -319,9 +310,9 @@ class StreamDispatcher implements Dispatcher {
     const ageFrom = ageOrigin(request.acceptedAt, entry.fields);
     if (isExpired(ageFrom, started, policy)) {
       const outcome = failure(ErrorCode.TargetTimeout, "expired before delivery");
-      const soFar = { attempts: attempt - 1, firstAttemptAt, outcome };
-      const applied = await this.#moves.deadLetter(entry, "max-age", soFar);
-      const decision: Decision = { action: "dead-letter", reason: "max-age" };
+      const soFar = { attempts: attempt - 1, firstAttemptAt, lastAttemptAt: started, outcome };
+      const expired: Decision = { action: "dead-letter", reason: "max-age" };
+      const { decision, applied } = await this.#moves.record(entry, expired, soFar);
       reportAttempt({ entry, request, attempt, outcome, decision, applied, started }, this.#observers);
       return;
     }
@@ -337,22 +328,11 @@ class StreamDispatcher implements Dispatcher {
       firstAttemptAt,
       now,
     };
-    const decision = decide(facts, policy, this.#config.retry);
+    const decided = decide(facts, policy, this.#config.retry);
     const soFar = { attempts: attempt, firstAttemptAt, lastAttemptAt: now, outcome };
-    const applied = await this.#record(entry, decision, soFar);
+    // The decision carried out; false when another dispatcher had taken the entry over: it decides.
+    const { decision, applied } = await this.#moves.record(entry, decided, soFar);
     reportAttempt({ entry, request, attempt, outcome, decision, applied, started }, this.#observers);
-  }
-
-  /** Carries out the decision. False when another dispatcher had taken the entry over: it decides. */
-  #record(entry: StreamEntry, decision: Decision, soFar: AttemptsSoFar): Promise<boolean> {
-    switch (decision.action) {
-      case "ack":
-        return this.#moves.acknowledge(entry);
-      case "retry":
-        return this.#moves.retry(entry, decision.delayMs, soFar);
-      case "dead-letter":
-        return this.#moves.deadLetter(entry, decision.reason, soFar);
-    }
   }
 
   async close(): Promise<void> {
