@@ -26,17 +26,10 @@ import { createServer, type Server } from "node:http";
 import type { Redis } from "ioredis";
 import type { Registry } from "prom-client";
 import { Backoff } from "../lib/backoff.js";
-import {
-  type AttemptsSoFar,
-  ageOrigin,
-  DATA_FIELD,
-  fieldValue,
-  readMeta,
-  type StreamEntry,
-} from "../lib/entry.js";
+import { ageOrigin, DATA_FIELD, fieldValue, readMeta, type StreamEntry } from "../lib/entry.js";
 import { type AsyncRequest, decodeEnvelope } from "../lib/envelope.js";
 import { AsyncError, ErrorCode } from "../lib/errors.js";
-import { closeServer, listen, sendJson, serveAdmin } from "../lib/http.js";
+import { closeServer, listen, type Readiness, sendJson, serveAdmin } from "../lib/http.js";
 import { type StreamKeys, streamKeys } from "../lib/keys.js";
 import type { Logger } from "../lib/logger.js";
 import { createRegistry } from "../lib/metrics.js";
@@ -115,6 +108,8 @@ class StreamDispatcher implements Dispatcher {
   /** Aborted when close() starts: no more reads, take-overs or promotions. */
   readonly #closing = new AbortController();
   #groupReady = false;
+  /** Why the consumer group could not be created (for /readyz), while it cannot. */
+  #groupProblem: string | undefined;
   #readLoop: Promise<void> = Promise.resolve();
   #port = 0;
 
@@ -154,8 +149,7 @@ class StreamDispatcher implements Dispatcher {
     this.#metrics = createMetrics(registry, this.#commands, this.#keys, config.group);
     this.#observers = { metrics: this.#metrics, logger: this.#logger, onAttempt: deps.onAttempt };
     this.#server = createServer((req, res) => {
-      const ready = async () => this.#groupReady && (await redisIsReady(this.#commands));
-      if (serveAdmin(req, res, { registry, ready })) return;
+      if (serveAdmin(req, res, { registry, ready: () => this.#readiness() })) return;
       sendJson(res, 404, {
         error: ErrorCode.NotFound,
         message: "the dispatcher serves only /healthz, /readyz and /metrics",
@@ -237,10 +231,14 @@ class StreamDispatcher implements Dispatcher {
         if (closing.aborted) break;
         const delayMs = backoff.next();
         if (String((err as Error).message).includes("NOGROUP")) this.#groupReady = false;
+        // Once, then every 30th time (about every 30 s at the longest wait): the state lasts, the log
+        // should not grow with it. /readyz says it all the time.
         if (backoff.failures === 1 || backoff.failures % 30 === 0) {
           this.#logger.warn(
             { err: String(err), failures: backoff.failures },
-            "reading the stream failed; retrying",
+            this.#groupProblem === undefined
+              ? "reading the stream failed; retrying"
+              : "cannot create the consumer group, so nothing is delivered; retrying until Redis accepts it",
           );
         }
         await pause(delayMs, closing);
@@ -255,9 +253,22 @@ class StreamDispatcher implements Dispatcher {
       await this.#commands.xgroup("CREATE", stream, this.#config.group, "0", "MKSTREAM");
       this.#logger.info({ stream, group: this.#config.group }, "created consumer group");
     } catch (err) {
-      if (!String((err as Error).message).includes("BUSYGROUP")) throw err;
+      // A full Redis (maxmemory with noeviction) answers OOM until it has room again: not ready meanwhile.
+      if (!String((err as Error).message).includes("BUSYGROUP")) {
+        this.#groupProblem = `consumer group not created: ${(err as Error).message}`;
+        throw err;
+      }
     }
     this.#groupReady = true;
+    this.#groupProblem = undefined;
+  }
+
+  /** Ready when the consumer group exists and Redis answers; why not, when it is known. */
+  async #readiness(): Promise<Readiness> {
+    if (this.#groupProblem !== undefined) return { ready: false, reason: this.#groupProblem };
+    if (!this.#groupReady) return { ready: false, reason: "starting: the consumer group is not checked yet" };
+    if (!(await redisIsReady(this.#commands))) return { ready: false, reason: "Redis does not answer" };
+    return { ready: true };
   }
 
   /** New entries for this consumer, `count` at most; none when none came within READ_BLOCK_MS. */
@@ -307,11 +318,9 @@ class StreamDispatcher implements Dispatcher {
       request = requestOf(entry);
     } catch (err) {
       const outcome = failure(ErrorCode.MalformedEvent, (err as Error).message);
-      const applied = await this.#moves.deadLetter(entry, "malformed", {
-        attempts: attempt,
-        firstAttemptAt,
-        outcome,
-      });
+      const soFar = { attempts: attempt, firstAttemptAt, lastAttemptAt: started, outcome };
+      const malformed: Decision = { action: "dead-letter", reason: "malformed" };
+      const { applied } = await this.#moves.record(entry, malformed, soFar);
       // There is no request to report(), but the attempt counts like any other dead-lettered one.
       this.#metrics.countAttempt(applied ? "dead-letter" : "lease_lost", "malformed");
       return;
@@ -321,9 +330,9 @@ class StreamDispatcher implements Dispatcher {
     const ageFrom = ageOrigin(request.acceptedAt, entry.fields);
     if (isExpired(ageFrom, started, policy)) {
       const outcome = failure(ErrorCode.TargetTimeout, "expired before delivery");
-      const soFar = { attempts: attempt - 1, firstAttemptAt, outcome };
-      const applied = await this.#moves.deadLetter(entry, "max-age", soFar);
-      const decision: Decision = { action: "dead-letter", reason: "max-age" };
+      const soFar = { attempts: attempt - 1, firstAttemptAt, lastAttemptAt: started, outcome };
+      const expired: Decision = { action: "dead-letter", reason: "max-age" };
+      const { decision, applied } = await this.#moves.record(entry, expired, soFar);
       reportAttempt({ entry, request, attempt, outcome, decision, applied, started }, this.#observers);
       return;
     }
@@ -339,22 +348,11 @@ class StreamDispatcher implements Dispatcher {
       firstAttemptAt,
       now,
     };
-    const decision = decide(facts, policy, this.#config.retry);
+    const decided = decide(facts, policy, this.#config.retry);
     const soFar = { attempts: attempt, firstAttemptAt, lastAttemptAt: now, outcome };
-    const applied = await this.#record(entry, decision, soFar);
+    // The decision carried out; false when another dispatcher had taken the entry over: it decides.
+    const { decision, applied } = await this.#moves.record(entry, decided, soFar);
     reportAttempt({ entry, request, attempt, outcome, decision, applied, started }, this.#observers);
-  }
-
-  /** Carries out the decision. False when another dispatcher had taken the entry over: it decides. */
-  #record(entry: StreamEntry, decision: Decision, soFar: AttemptsSoFar): Promise<boolean> {
-    switch (decision.action) {
-      case "ack":
-        return this.#moves.acknowledge(entry);
-      case "retry":
-        return this.#moves.retry(entry, decision.delayMs, soFar);
-      case "dead-letter":
-        return this.#moves.deadLetter(entry, decision.reason, soFar);
-    }
   }
 
   async close(): Promise<void> {

@@ -6,6 +6,11 @@
  * A move is retried while Redis is unreachable (for FINISH_RETRY_MS). The entry stays in flight
  * meanwhile, so its claim keeps being refreshed; if Redis stays away, the entry is left pending and
  * recovered later, by this dispatcher or another.
+ *
+ * A move Redis refuses for the entry itself (a script error such as Lua's limit on arguments, or a key of
+ * the wrong type) would be refused again on every try, and the entry left pending for ever, taken over
+ * and refused again: such an entry is dead-lettered as malformed instead, with `data` and the delivery
+ * context alone, and Redis's answer as its last error.
  */
 import { setTimeout as sleep } from "node:timers/promises";
 import { Backoff } from "../lib/backoff.js";
@@ -15,12 +20,15 @@ import {
   describeOutcome,
   fieldPairs,
   type PastAttempts,
+  type RewriteOptions,
   type StreamEntry,
   withMeta,
 } from "../lib/entry.js";
+import { AsyncError, ErrorCode } from "../lib/errors.js";
 import type { Logger } from "../lib/logger.js";
+import { isRefusedByRedis } from "../lib/redis.js";
 import { type Batched, createBatcher } from "./batch.js";
-import type { DeadLetterReason } from "./decide.js";
+import type { DeadLetterReason, Decision } from "./decide.js";
 import { notifyDeadLetterSink } from "./deliver.js";
 import type { DispatcherScripts } from "./scripts.js";
 
@@ -50,12 +58,53 @@ export interface MovesOptions {
   readonly onDeadLetter: ((notice: DeadLetterNotice) => void) | undefined;
 }
 
+/** What became of an entry: the decision carried out, and false when another dispatcher had taken it over. */
+export interface Recorded {
+  /** The decision, or a malformed dead letter when Redis refused the move decided. */
+  readonly decision: Decision;
+  readonly applied: boolean;
+}
+
+const UNMOVABLE: Decision = { action: "dead-letter", reason: "malformed" };
+
 export class EntryMoves {
   /** One script call for the entries delivered in one turn of the event loop, or while the last call was out. */
   readonly #acknowledge: Batched<string, boolean>;
 
   constructor(private readonly options: MovesOptions) {
     this.#acknowledge = createBatcher((ids) => finish(() => options.scripts.ackBatch(ids)), ACK_BATCH);
+  }
+
+  /**
+   * Carries out the decision; a retry or dead letter that Redis refuses for this entry becomes a
+   * malformed dead letter of the entry's `data` and delivery context.
+   */
+  async record(entry: StreamEntry, decision: Decision, soFar: AttemptsSoFar): Promise<Recorded> {
+    try {
+      return { decision, applied: await this.#apply(entry, decision, soFar) };
+    } catch (err) {
+      // An ack refused is not about one entry (it is one call for many): leave them pending.
+      if (decision.action === "ack" || !isUnmovable(err)) throw err;
+      const message = `Redis refused to ${decision.action} the entry: ${(err as Error).message}`;
+      this.options.logger.error(
+        { entryId: entry.id, err: message },
+        "dead-lettering an entry that cannot be moved",
+      );
+      const outcome = { kind: "error", code: ErrorCode.MalformedEvent, message, durationMs: 0 } as const;
+      const applied = await this.deadLetter(entry, "malformed", { ...soFar, outcome }, { extraFields: 0 });
+      return { decision: UNMOVABLE, applied };
+    }
+  }
+
+  #apply(entry: StreamEntry, decision: Decision, soFar: AttemptsSoFar): Promise<boolean> {
+    switch (decision.action) {
+      case "ack":
+        return this.acknowledge(entry);
+      case "retry":
+        return this.retry(entry, decision.delayMs, soFar);
+      case "dead-letter":
+        return this.deadLetter(entry, decision.reason, soFar);
+    }
   }
 
   /** Delivered: acknowledges the entry (and deletes it, unless DELETE_ACKED=false). */
@@ -73,13 +122,19 @@ export class EntryMoves {
   }
 
   /** Moves the entry to the dead-letter stream, with its delivery context and `reason`. */
-  async deadLetter(entry: StreamEntry, reason: DeadLetterReason, soFar: PastAttempts): Promise<boolean> {
+  async deadLetter(
+    entry: StreamEntry,
+    reason: DeadLetterReason,
+    soFar: PastAttempts,
+    options: RewriteOptions = {},
+  ): Promise<boolean> {
     const { scripts, logger, deadLetterSink } = this.options;
     const now = Date.now();
     const fields = deadLetterFields(
       entry.fields,
       { ...soFar, lastAttemptAt: now },
       { reason, deadLetteredAt: now, sourceEntryId: entry.id },
+      options,
     );
     const deadLetterId = await finish(() => scripts.deadLetter(entry.id, fields));
     if (deadLetterId === undefined) return false;
@@ -115,9 +170,16 @@ async function finish<T>(move: () => Promise<T>): Promise<T> {
     try {
       return await move();
     } catch (err) {
+      // Refused for the entry itself: the same answer would come on every try.
+      if (isUnmovable(err)) throw err;
       const delayMs = backoff.next();
       if (Date.now() + delayMs > deadline) throw err;
       await sleep(delayMs);
     }
   }
+}
+
+/** A move Redis refused for the entry (see the header), or a field list the scripts refuse to write. */
+function isUnmovable(err: unknown): boolean {
+  return isRefusedByRedis(err) || (err instanceof AsyncError && err.code === ErrorCode.MalformedEvent);
 }

@@ -7,6 +7,7 @@
  * took over (its claim went stale) changes nothing about it, and is told so.
  */
 import type { Redis } from "ioredis";
+import { AsyncError, ErrorCode } from "../lib/errors.js";
 import type { StreamKeys } from "../lib/keys.js";
 import { loadScript, type Script } from "../lib/scripts.js";
 
@@ -25,7 +26,12 @@ export interface Promotion {
   readonly moved: number;
   /** How long until the earliest retry still waiting is due (ms, by Redis's clock); undefined when none waits. */
   readonly nextDueInMs: number | undefined;
+  /** Due retries that could not be re-added (not a field list, or too long) and were dead-lettered instead. */
+  readonly deadLettered: number;
 }
+
+/** What dead-letter-2.lua answers for a field list longer than one XADD can take from Lua. */
+const TOO_MANY_FIELDS = -1;
 
 export class DispatcherScripts {
   readonly #ackBatch: Script;
@@ -42,7 +48,7 @@ export class DispatcherScripts {
     this.#ackBatch = loadScript(client, directory, "ack-batch-1.lua");
     this.#scheduleRetry = loadScript(client, directory, "schedule-retry-3.lua");
     this.#deadLetter = loadScript(client, directory, "dead-letter-2.lua");
-    this.#promoteDue = loadScript(client, directory, "promote-due-3.lua");
+    this.#promoteDue = loadScript(client, directory, "promote-due-4.lua");
     this.#refreshLease = loadScript(client, directory, "refresh-lease-1.lua");
   }
 
@@ -71,25 +77,35 @@ export class DispatcherScripts {
 
   /**
    * Moves an entry to the dead-letter stream, as an entry with `fields`. Returns the dead-letter entry's
-   * id, or undefined when the entry is no longer ours.
+   * id, or undefined when the entry is no longer ours. Rejects with ASYNC_ERR_MALFORMED_EVENT, changing
+   * nothing, when `fields` is longer than the script can write in one XADD.
    */
   async deadLetter(id: string, fields: readonly string[]): Promise<string | undefined> {
     const { keys, group, consumer } = this.options;
     const deadLetterId = (await this.#deadLetter(
       [keys.stream, keys.deadLetter],
       [group, consumer, id, ...fields],
-    )) as string | null;
-    return deadLetterId ?? undefined;
+    )) as string | number | null;
+    if (deadLetterId === TOO_MANY_FIELDS) {
+      throw new AsyncError(
+        ErrorCode.MalformedEvent,
+        `the dead letter for ${id} has ${Math.floor(fields.length / 2)} fields, too many to be written from Lua`,
+      );
+    }
+    return deadLetterId === null ? undefined : String(deadLetterId);
   }
 
-  /** Moves at most `limit` retries that are due back to the end of the stream. */
+  /**
+   * Moves at most `limit` retries that are due back to the end of the stream; those that cannot be
+   * re-added go to the dead-letter stream instead.
+   */
   async promoteDue(limit: number): Promise<Promotion> {
     const { keys } = this.options;
-    const [moved, nextDue, redisNow] = (await this.#promoteDue(
-      [keys.stream, keys.retrySchedule, keys.retryEntries],
+    const [moved, nextDue, redisNow, deadLettered] = (await this.#promoteDue(
+      [keys.stream, keys.retrySchedule, keys.retryEntries, keys.deadLetter],
       [limit],
-    )) as [number, number, number];
-    return { moved, nextDueInMs: nextDue < 0 ? undefined : nextDue - redisNow };
+    )) as [number, number, number, number];
+    return { moved, deadLettered, nextDueInMs: nextDue < 0 ? undefined : nextDue - redisNow };
   }
 
   /** Resets the idle time of entries being delivered here. Returns the ids that are no longer ours. */

@@ -61,20 +61,26 @@ export class DeadLetters {
     return entry ? toDeadLetter(entry[0], entry[1]) : undefined;
   }
 
-  /** Moves the given entries back to the request stream. Returns the ids that were not found. */
-  async replay(ids: readonly string[]): Promise<{ replayed: number; missing: string[] }> {
+  /**
+   * Moves the given entries back to the request stream. Returns the ids that were not found, and those
+   * left where they are because they have more fields than the script can re-add (written straight into
+   * the dead-letter stream: the dispatcher bounds what it writes there); `tooLong` only when there are any.
+   */
+  async replay(ids: readonly string[]): Promise<{ replayed: number; missing: string[]; tooLong?: string[] }> {
     let replayed = 0;
     const missing: string[] = [];
+    const tooLong: string[] = [];
     for (let i = 0; i < ids.length; i += BATCH) {
       const chunk = ids.slice(i, i + BATCH);
-      // For each id, the new stream entry id, or "" when there is no such dead letter.
+      // For each id, the new stream entry id, "" when there is no such dead letter, or "too-long".
       const results = (await this.#replay([this.keys.deadLetter, this.keys.stream], chunk)) as string[];
       results.forEach((newId, j) => {
         if (newId === "") missing.push(chunk[j] as string);
+        else if (newId === "too-long") tooLong.push(chunk[j] as string);
         else replayed++;
       });
     }
-    return { replayed, missing };
+    return { replayed, missing, ...(tooLong.length > 0 ? { tooLong } : {}) };
   }
 
   /** Replays every entry present now (entries dead-lettered meanwhile are left for the next run). */

@@ -7,10 +7,12 @@ import {
   ageOrigin,
   CONTEXT_FIELDS,
   DATA_FIELD,
+  DROPPED_FIELDS_FIELD,
   deadLetterFields,
   describeOutcome,
   fieldPairs,
   fieldValue,
+  MAX_EXTRA_FIELDS,
   REPLAYED_AT_FIELD,
   readDeadLetterContext,
   readMeta,
@@ -69,6 +71,26 @@ describe("delivery context", () => {
       "lastError",
       "target answered 503",
     ]);
+  });
+
+  test("withMeta keeps data, ours and replayedAt, and at most MAX_EXTRA_FIELDS others, counting the rest", () => {
+    const meta = { attempts: 1, firstAttemptAt: 10, lastAttemptAt: 20, outcome };
+    const extra = Array.from({ length: 5000 }, (_, i) => [`x${i}`, `${i}`]).flat();
+    const fields = withMeta([...extra, "replayedAt", "9", "data", "d"], meta);
+    assert.equal(fieldValue(fields, DATA_FIELD), "d");
+    assert.equal(fields[0], DATA_FIELD);
+    assert.equal(fieldValue(fields, REPLAYED_AT_FIELD), "9");
+    assert.equal(fieldValue(fields, `x${MAX_EXTRA_FIELDS - 1}`), `${MAX_EXTRA_FIELDS - 1}`);
+    assert.equal(fieldValue(fields, `x${MAX_EXTRA_FIELDS}`), undefined);
+    assert.equal(fieldValue(fields, DROPPED_FIELDS_FIELD), String(5000 - MAX_EXTRA_FIELDS));
+    assert.equal(fields.length / 2, 1 + MAX_EXTRA_FIELDS + 1 + 1 + 5);
+    // Written again (the next retry), the count carries over; with no extra fields allowed, it grows.
+    assert.deepEqual(withMeta(fields, meta), fields);
+    const bare = withMeta(fields, meta, { extraFields: 0 });
+    assert.equal(fieldValue(bare, DROPPED_FIELDS_FIELD), "5000");
+    assert.deepEqual(bare.slice(0, 6), ["data", "d", "replayedAt", "9", DROPPED_FIELDS_FIELD, "5000"]);
+    // Nothing dropped: no count.
+    assert.equal(fieldValue(withMeta(["data", "d", "other", "o"], meta), DROPPED_FIELDS_FIELD), undefined);
   });
 
   test("a dead letter reads back as it was written", () => {
@@ -200,7 +222,7 @@ function fieldNamesIn(lua: string): { names: string[]; written: string[]; sets: 
 }
 
 describe("the Lua scripts and entry.ts name the same fields", () => {
-  const known = new Set([DATA_FIELD, ...CONTEXT_FIELDS]);
+  const known = new Set([DATA_FIELD, DROPPED_FIELDS_FIELD, ...CONTEXT_FIELDS]);
   const scripts = luaScripts();
 
   test("the check sees what it should: a misspelt field in a script is caught", () => {

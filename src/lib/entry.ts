@@ -18,6 +18,23 @@ export const DATA_FIELD = "data";
 /** Set on an entry replayed from the dead-letter stream (src/dlq/lua/replay-2.lua): ms, Redis clock. */
 export const REPLAYED_AT_FIELD = "replayedAt";
 
+/**
+ * How many fields of the entry's were left out when the dispatcher (or the promote script, for a retry
+ * too long to re-add) wrote it again: see MAX_EXTRA_FIELDS. It describes the request, not a delivery, so
+ * a replay keeps it, as it keeps `replayedAt`.
+ */
+export const DROPPED_FIELDS_FIELD = "droppedFields";
+
+/**
+ * Fields we do not know (neither `data` nor ours) kept when an entry is written again for a retry or a
+ * dead letter; the rest are dropped and counted in `droppedFields`. Our producer writes `data` alone and
+ * other writers add a few, but anyone who can XADD can write thousands, and every rewrite goes through a
+ * Lua XADD, which takes all fields as arguments at once: Lua stops near 8000 values ("too many results to
+ * unpack"), and such an entry could then be neither retried nor dead-lettered. `data` and our own fields
+ * are always kept, so the request itself is never lost.
+ */
+export const MAX_EXTRA_FIELDS = 64;
+
 /** The delivery context the dispatcher adds to an entry it re-queues for a retry, and reads back. */
 const ENTRY_META_FIELDS = {
   attempts: "attempts",
@@ -47,6 +64,7 @@ export const CONTEXT_FIELDS: readonly string[] = [
  */
 const REWRITTEN_FIELDS: ReadonlySet<string> = new Set([
   DATA_FIELD,
+  DROPPED_FIELDS_FIELD,
   ...Object.values(ENTRY_META_FIELDS),
   ...Object.values(DEAD_LETTER_FIELDS),
 ]);
@@ -118,14 +136,33 @@ export interface AttemptsSoFar extends PastAttempts {
   readonly lastAttemptAt: number;
 }
 
-/** The entry's fields with the delivery context replaced: `data` first, then other fields, then ours. */
-export function withMeta(fields: readonly string[], meta: AttemptsSoFar): string[] {
+/** How an entry is written again. */
+export interface RewriteOptions {
+  /** Unknown fields kept at most (MAX_EXTRA_FIELDS unless told); the others are counted in `droppedFields`. */
+  readonly extraFields?: number;
+}
+
+/**
+ * The entry's fields with the delivery context replaced: `data` first, then other fields (at most
+ * `extraFields` unknown ones, plus `replayedAt`), `droppedFields` when any were ever dropped, then ours.
+ */
+export function withMeta(
+  fields: readonly string[],
+  meta: AttemptsSoFar,
+  options: RewriteOptions = {},
+): string[] {
   const out: string[] = [];
   const data = fieldValue(fields, DATA_FIELD);
   if (data !== undefined) out.push(DATA_FIELD, data);
+  const maxExtra = options.extraFields ?? MAX_EXTRA_FIELDS;
+  let extra = 0;
+  let dropped = Number(fieldValue(fields, DROPPED_FIELDS_FIELD) ?? 0) || 0;
   for (const [name, value] of fieldPairs(fields)) {
-    if (!REWRITTEN_FIELDS.has(name)) out.push(name, value);
+    if (REWRITTEN_FIELDS.has(name)) continue;
+    if (name === REPLAYED_AT_FIELD || extra++ < maxExtra) out.push(name, value);
+    else dropped++;
   }
+  if (dropped > 0) out.push(DROPPED_FIELDS_FIELD, String(dropped));
   out.push(
     ENTRY_META_FIELDS.attempts,
     String(meta.attempts),
@@ -154,9 +191,10 @@ export function deadLetterFields(
   fields: readonly string[],
   meta: AttemptsSoFar,
   note: DeadLetterNote,
+  options: RewriteOptions = {},
 ): string[] {
   return [
-    ...withMeta(fields, meta),
+    ...withMeta(fields, meta, options),
     DEAD_LETTER_FIELDS.reason,
     note.reason,
     DEAD_LETTER_FIELDS.deadLetteredAt,

@@ -7,10 +7,17 @@ import type { AddressInfo } from "node:net";
 import type { Registry } from "prom-client";
 import { AsyncError, ErrorCode, errorBody, httpStatusOf } from "./errors.js";
 
+/** A readiness answer with the reason why not, for a component that knows it. */
+export interface Readiness {
+  readonly ready: boolean;
+  /** Why not, in a few words, with the underlying error: shown in the /readyz body. */
+  readonly reason?: string;
+}
+
 export interface AdminEndpoints {
   readonly registry: Registry;
-  /** Resolves true when the component can do its work (for most: Redis answers). */
-  readonly ready: () => Promise<boolean>;
+  /** Resolves true (or ready) when the component can do its work (for most: Redis answers). */
+  readonly ready: () => Promise<boolean | Readiness>;
 }
 
 export const ADMIN_PATHS: ReadonlySet<string> = new Set(["/healthz", "/readyz", "/metrics"]);
@@ -27,8 +34,12 @@ export function serveAdmin(req: IncomingMessage, res: ServerResponse, admin: Adm
   }
   if (path === "/readyz") {
     admin.ready().then(
-      (ok) => sendJson(res, ok ? 200 : 503, { status: ok ? "ready" : "not ready" }),
-      () => sendJson(res, 503, { status: "not ready" }),
+      (answer) => {
+        const { ready, reason } = typeof answer === "boolean" ? { ready: answer, reason: undefined } : answer;
+        const body = { status: ready ? "ready" : "not ready", ready, ...(reason ? { reason } : {}) };
+        sendJson(res, ready ? 200 : 503, body);
+      },
+      () => sendJson(res, 503, { status: "not ready", ready: false }),
     );
     return true;
   }

@@ -3,7 +3,7 @@
  * `host:port` or a `redis://` / `rediss://` URL (user and password allowed), TLS_CERT an optional PEM CA
  * bundle for TLS to Redis (it also turns TLS on for a plain `host:port`).
  */
-import { Redis, type RedisOptions } from "ioredis";
+import { Redis, type RedisOptions, ReplyError } from "ioredis";
 import { z } from "zod";
 import { backoffDelay } from "./backoff.js";
 import { redactUrlPassword } from "./config.js";
@@ -128,6 +128,23 @@ export function connectRedis(settings: RedisSettings, options: ConnectOptions): 
   // The components report Redis health through /readyz and their own error handling instead.
   client.on("error", () => {});
   return client;
+}
+
+/**
+ * Error replies that say Redis cannot run a command now but may later: memory full, busy with a script,
+ * loading its data, a replica or a failover. Any other error reply is about the command itself (a script
+ * that fails, a key of the wrong type) and comes back the same however often it is sent.
+ */
+const PASSING_REPLY =
+  /^(OOM|BUSY|LOADING|READONLY|MASTERDOWN|TRYAGAIN|CLUSTERDOWN|NOREPLICAS|MISCONF|NOSCRIPT)\b/;
+
+/**
+ * True when Redis refused the command itself: an error reply that is not one of the passing ones above.
+ * A connection error, a timeout or a passing refusal is worth trying again; this is not.
+ */
+export function isRefusedByRedis(err: unknown): boolean {
+  // ioredis types ReplyError as `any`: the instanceof check says nothing to TypeScript.
+  return err instanceof ReplyError && !PASSING_REPLY.test((err as Error).message);
 }
 
 /** True when Redis answers PING within `timeoutMs`. Used by /readyz. */

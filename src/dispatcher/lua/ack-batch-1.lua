@@ -6,7 +6,7 @@
   ARGV[2] consumer name (this dispatcher)
   ARGV[3] "1" to delete the entries from the stream after the ack (keeps the stream from growing), "0" to
           keep them
-  ARGV[4..] entry ids (at most a few hundred: they are passed to XACK and XDEL with unpack)
+  ARGV[4..] entry ids, any number (they are passed to XACK and XDEL in chunks)
 
   Returns one integer per id, in order: 1 when acknowledged, 0 when the entry is not pending on this
   consumer (another dispatcher claimed it after our lease ran out, and it now decides; or the id came
@@ -27,10 +27,13 @@ for i = 4, #ARGV do
     result[i - 3] = 0
   end
 end
-if #owned > 0 then
-  redis.call("XACK", KEYS[1], ARGV[1], unpack(owned))
+-- Lua's unpack() stops near 8000 values (its C stack), so the ids go to XACK and XDEL a chunk at a time.
+local CHUNK = 1000
+for first = 1, #owned, CHUNK do
+  local last = math.min(first + CHUNK - 1, #owned)
+  redis.call("XACK", KEYS[1], ARGV[1], unpack(owned, first, last))
   if ARGV[3] == "1" then
-    redis.call("XDEL", KEYS[1], unpack(owned))
+    redis.call("XDEL", KEYS[1], unpack(owned, first, last))
   end
 end
 return result

@@ -9,8 +9,11 @@
   KEYS[2] the request stream
   ARGV[1..] dead-letter entry ids
 
-  Returns a flat list: for each id, the new stream entry id, or "" when no such dead-letter entry exists.
+  Returns a flat list: for each id, the new stream entry id, "" when no such dead-letter entry exists, or
+  "too-long" when the entry has more fields than one XADD can take from Lua (it is left where it is).
 ]]
+-- XADD takes all of an entry's fields at once, and Lua passes at most about 8000 values to one call.
+local MAX_VALUES = 7000
 local context = {
   attempts = true, firstAttemptAt = true, lastAttemptAt = true, lastStatus = true, lastError = true,
   reason = true, deadLetteredAt = true, sourceEntryId = true, replayedAt = true,
@@ -34,6 +37,8 @@ for i = 1, #ARGV do
     if #kept == 0 then
       -- Nothing but delivery context: keep the entry as it is rather than writing an empty one.
       result[#result + 1] = ""
+    elseif #kept + 2 > MAX_VALUES then
+      result[#result + 1] = "too-long"
     else
       kept[#kept + 1] = "replayedAt"
       kept[#kept + 1] = now
