@@ -13,6 +13,13 @@ export const ErrorCode = {
   BodyTooLarge: "ASYNC_ERR_BODY_TOO_LARGE",
   /** The client went away or sent a broken body before we could store it. */
   BodyAborted: "ASYNC_ERR_BODY_ABORTED",
+  /**
+   * The bytes after the declared body are not an HTTP request: the body's length is in doubt (a wrong
+   * Content-Length), so the request is refused rather than stored cut short.
+   */
+  BadFraming: "ASYNC_ERR_BAD_FRAMING",
+  /** More header fields, or more header bytes, than the producer takes: refused, never truncated. */
+  HeadersTooLarge: "ASYNC_ERR_HEADERS_TOO_LARGE",
   /** Redis did not acknowledge the write: the request was NOT accepted. */
   StoreUnavailable: "ASYNC_ERR_STORE_UNAVAILABLE",
   /** The producer holds as many request bodies as REQUEST_BYTES_IN_FLIGHT allows and none finished in time. */
@@ -54,6 +61,8 @@ const statusByCode: Record<ErrorCode, number> = {
   [ErrorCode.ForbiddenTarget]: 403,
   [ErrorCode.BodyTooLarge]: 413,
   [ErrorCode.BodyAborted]: 400,
+  [ErrorCode.BadFraming]: 400,
+  [ErrorCode.HeadersTooLarge]: 431,
   [ErrorCode.StoreUnavailable]: 503,
   [ErrorCode.Overloaded]: 503,
   [ErrorCode.NotReplicated]: 503,
