@@ -20,8 +20,13 @@ export const ErrorCode = {
   BadFraming: "ASYNC_ERR_BAD_FRAMING",
   /** More header fields, or more header bytes, than the producer takes: refused, never truncated. */
   HeadersTooLarge: "ASYNC_ERR_HEADERS_TOO_LARGE",
-  /** Redis did not acknowledge the write: the request was NOT accepted. */
+  /** Redis could not take the write (unreachable, or it refused it): the request was NOT stored. */
   StoreUnavailable: "ASYNC_ERR_STORE_UNAVAILABLE",
+  /**
+   * The write was sent but Redis did not confirm it (no answer in time, or the connection broke while it
+   * was out): the request may have been stored and may still be delivered.
+   */
+  StoreUnconfirmed: "ASYNC_ERR_STORE_UNCONFIRMED",
   /** The producer holds as many request bodies as REQUEST_BYTES_IN_FLIGHT allows and none finished in time. */
   Overloaded: "ASYNC_ERR_OVERLOADED",
   /**
@@ -64,6 +69,7 @@ const statusByCode: Record<ErrorCode, number> = {
   [ErrorCode.BadFraming]: 400,
   [ErrorCode.HeadersTooLarge]: 431,
   [ErrorCode.StoreUnavailable]: 503,
+  [ErrorCode.StoreUnconfirmed]: 503,
   [ErrorCode.Overloaded]: 503,
   [ErrorCode.NotReplicated]: 503,
   [ErrorCode.MalformedEvent]: 400,
