@@ -9,9 +9,9 @@
  * - A retryable failure is retried with exponential backoff and jitter (or after the target's
  *   Retry-After), until the attempts or the age run out; then it is dead-lettered.
  * - Methods that are not idempotent (POST, PATCH and unknown ones) are retried after a failure only
- *   when retrying cannot make the app do the work twice, or when the request carries an
- *   Idempotency-Key, or when the operator allows it (RETRY_NON_IDEMPOTENT). Retrying cannot double the
- *   work when the request provably did not reach the app or was refused before processing:
+ *   when retrying cannot make the app do the work twice, or when the app receives the request's
+ *   Idempotency-Key (not when the replay strips it as hop-by-hop), or when the operator allows it
+ *   (RETRY_NON_IDEMPOTENT). Retrying cannot double the work when the request provably did not reach the app or was refused before processing:
  *   connection failures, 408, 429 and 503. After a 500, 502, 504, a timeout or a broken connection the
  *   app may have done the work, so such a request is dead-lettered instead of retried.
  */
@@ -83,6 +83,10 @@ export interface AttemptFacts {
   /** This attempt's number, 1 for the first. */
   readonly attempt: number;
   readonly method: string;
+  /**
+   * The app receives an Idempotency-Key with the request (src/lib/replay.ts's appReceivesIdempotencyKey):
+   * a key the replay strips, because the client named it in Connection, makes no retry safe.
+   */
   readonly hasIdempotencyKey: boolean;
   /** When the producer accepted the request (ms); undefined for entries of the original producer. */
   readonly acceptedAt: number | undefined;

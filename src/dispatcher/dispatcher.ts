@@ -35,8 +35,8 @@ import type { Logger } from "../lib/logger.js";
 import { createRegistry } from "../lib/metrics.js";
 import type { DeliveryOutcome } from "../lib/outcome.js";
 import { connectRedis, quitRedis, redisIsReady } from "../lib/redis.js";
+import { appReceivesIdempotencyKey } from "../lib/replay.js";
 import { pause, settlesWithin } from "../lib/wait.js";
-import { canonical, IDEMPOTENCY_KEY } from "../lib/wire/headers.js";
 import type { DispatcherConfig } from "./config.js";
 import { type Decision, decide, effectivePolicy, isExpired } from "./decide.js";
 import { createCloudEventDeliverer, createDirectDeliverer, type Deliverer } from "./deliver.js";
@@ -79,8 +79,6 @@ const READ_GATHER_MS = 10;
 const READ_BACKOFF = { baseMs: 200, maxMs: 1000 };
 /** On close, how long the Redis work still running may take before the connections are cut. */
 const CLOSE_REDIS_MS = 1000;
-/** The request header that makes retrying a non-idempotent method safe, as envelopes spell it. */
-const IDEMPOTENCY_KEY_HEADER = canonical(IDEMPOTENCY_KEY);
 
 export async function startDispatcher(config: DispatcherConfig, deps: DispatcherDeps): Promise<Dispatcher> {
   const dispatcher = new StreamDispatcher(config, deps);
@@ -343,7 +341,7 @@ class StreamDispatcher implements Dispatcher {
       outcome,
       attempt,
       method: request.method,
-      hasIdempotencyKey: request.headers[IDEMPOTENCY_KEY_HEADER] !== undefined,
+      hasIdempotencyKey: appReceivesIdempotencyKey(request),
       acceptedAt: ageFrom,
       firstAttemptAt,
       now,

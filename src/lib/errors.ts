@@ -13,8 +13,20 @@ export const ErrorCode = {
   BodyTooLarge: "ASYNC_ERR_BODY_TOO_LARGE",
   /** The client went away or sent a broken body before we could store it. */
   BodyAborted: "ASYNC_ERR_BODY_ABORTED",
-  /** Redis did not acknowledge the write: the request was NOT accepted. */
+  /**
+   * The bytes after the declared body are not an HTTP request: the body's length is in doubt (a wrong
+   * Content-Length), so the request is refused rather than stored cut short.
+   */
+  BadFraming: "ASYNC_ERR_BAD_FRAMING",
+  /** More header fields, or more header bytes, than the producer takes: refused, never truncated. */
+  HeadersTooLarge: "ASYNC_ERR_HEADERS_TOO_LARGE",
+  /** Redis could not take the write (unreachable, or it refused it): the request was NOT stored. */
   StoreUnavailable: "ASYNC_ERR_STORE_UNAVAILABLE",
+  /**
+   * The write was sent but Redis did not confirm it (no answer in time, or the connection broke while it
+   * was out): the request may have been stored and may still be delivered.
+   */
+  StoreUnconfirmed: "ASYNC_ERR_STORE_UNCONFIRMED",
   /** The producer holds as many request bodies as REQUEST_BYTES_IN_FLIGHT allows and none finished in time. */
   Overloaded: "ASYNC_ERR_OVERLOADED",
   /**
@@ -54,7 +66,10 @@ const statusByCode: Record<ErrorCode, number> = {
   [ErrorCode.ForbiddenTarget]: 403,
   [ErrorCode.BodyTooLarge]: 413,
   [ErrorCode.BodyAborted]: 400,
+  [ErrorCode.BadFraming]: 400,
+  [ErrorCode.HeadersTooLarge]: 431,
   [ErrorCode.StoreUnavailable]: 503,
+  [ErrorCode.StoreUnconfirmed]: 503,
   [ErrorCode.Overloaded]: 503,
   [ErrorCode.NotReplicated]: 503,
   [ErrorCode.MalformedEvent]: 400,

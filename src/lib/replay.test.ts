@@ -9,7 +9,7 @@ import type { AsyncRequest } from "./envelope.js";
 import { ErrorCode } from "./errors.js";
 import { listen } from "./http.js";
 import type { DeliveryOutcome } from "./outcome.js";
-import { createReplayer, type Replayer } from "./replay.js";
+import { appReceivesIdempotencyKey, createReplayer, type Replayer } from "./replay.js";
 
 interface Seen {
   method: string;
@@ -332,6 +332,45 @@ describe("replay", () => {
     assert.equal(target.seen.length, 100);
     assert.ok(target.connections - before <= 2, `opened ${target.connections - before} connections`);
   });
+
+  // The dispatcher decides whether retrying a POST is safe from appReceivesIdempotencyKey: it must say
+  // exactly what the replay sends, or a request whose key was stripped would be retried as if it had one.
+  const keyCases: { name: string; headers: Record<string, string[]>; want: boolean }[] = [
+    { name: "a plain key", headers: { "Idempotency-Key": ["k"] }, want: true },
+    { name: "a key stored in lower case", headers: { "idempotency-key": ["k"] }, want: true },
+    { name: "no key", headers: { "Content-Type": ["text/plain"] }, want: false },
+    {
+      name: "a key named by Connection",
+      headers: { "Idempotency-Key": ["k"], Connection: ["Idempotency-Key"] },
+      want: false,
+    },
+    {
+      name: "a key named by Connection among other tokens, in another case",
+      headers: { "idempotency-key": ["k"], connection: ["keep-alive , IDEMPOTENCY-KEY"] },
+      want: false,
+    },
+    {
+      name: "a key named on a second Connection line",
+      headers: { "Idempotency-Key": ["k"], Connection: ["keep-alive", "idempotency-key"] },
+      want: false,
+    },
+    {
+      name: "a key beside a Connection that names something else",
+      headers: { "Idempotency-Key": ["k"], Connection: ["keep-alive, X-Other"] },
+      want: true,
+    },
+  ];
+  for (const { name, headers, want } of keyCases) {
+    test(`appReceivesIdempotencyKey agrees with what the app receives: ${name}`, async () => {
+      target.handle((_req, res) => res.end());
+      const request = envelope(`${target.origin}/key`, { headers });
+      assert.equal(appReceivesIdempotencyKey(request), want);
+      const outcome = await replayer.replay(request);
+      assert.equal(outcome.kind, "response");
+      assert.equal(target.seen.length, 1);
+      assert.equal(target.seen[0]?.headers["idempotency-key"] !== undefined, want);
+    });
+  }
 
   test("connections per origin are bounded", async () => {
     const bounded = createReplayer({ timeoutMs: 5_000, connectionsPerOrigin: 2, targets: LOOPBACK_TARGETS });

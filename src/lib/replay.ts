@@ -25,6 +25,7 @@ import {
   canonical,
   DELIVERY_POLICY,
   FORWARDED_HOST,
+  IDEMPOTENCY_KEY,
   ORIGINAL_HOST,
   PREFER,
   REQUEST_ID,
@@ -141,7 +142,7 @@ export function createReplayer(options: ReplayerOptions): Replayer {
  * separate lines in their original order.
  */
 function replayHeaders(request: AsyncRequest, attempt?: number): string[] {
-  const connectionNamed = namedByConnection(request);
+  const replayed = replayedHeaderNames(request);
   const out: string[] = [];
   let originalHost: string | undefined;
   let hasForwardedHost = false;
@@ -153,7 +154,7 @@ function replayHeaders(request: AsyncRequest, attempt?: number): string[] {
       originalHost ??= values[0];
       continue;
     }
-    if (DROPPED.has(lower) || connectionNamed?.has(lower)) continue;
+    if (!replayed(lower)) continue;
     if (lower === FORWARDED_HOST) hasForwardedHost = true;
     for (const value of values) out.push(name, value);
   }
@@ -167,8 +168,13 @@ function replayHeaders(request: AsyncRequest, attempt?: number): string[] {
   return out;
 }
 
-/** Header names listed in Connection are hop-by-hop too (RFC 9110 section 7.6.1). */
-function namedByConnection(request: AsyncRequest): Set<string> | undefined {
+/**
+ * Which of the request's own headers the replay passes on, by lower-case name: the one rule for what
+ * the app receives, used to build the replay and to judge what the app can rely on (see
+ * appReceivesIdempotencyKey). Header names listed in Connection are hop-by-hop too (RFC 9110 section
+ * 7.6.1), so the client decides about those.
+ */
+export function replayedHeaderNames(request: AsyncRequest): (lowerName: string) => boolean {
   let named: Set<string> | undefined;
   for (const name in request.headers) {
     if (name.toLowerCase() !== "connection") continue;
@@ -177,7 +183,20 @@ function namedByConnection(request: AsyncRequest): Set<string> | undefined {
       for (const token of value.split(",")) named.add(token.trim().toLowerCase());
     }
   }
-  return named;
+  return (lowerName) => !DROPPED.has(lowerName) && named?.has(lowerName) !== true;
+}
+
+/**
+ * True when the app receives the request's Idempotency-Key: only then can it recognise a retry, so only
+ * then does the key make retrying a non-idempotent request safe (src/dispatcher/decide.ts).
+ */
+export function appReceivesIdempotencyKey(request: AsyncRequest): boolean {
+  const replayed = replayedHeaderNames(request);
+  for (const name in request.headers) {
+    const lower = name.toLowerCase();
+    if (lower === IDEMPOTENCY_KEY && request.headers[name] !== undefined && replayed(lower)) return true;
+  }
+  return false;
 }
 
 /**

@@ -15,6 +15,7 @@ import { RETRY_AFTER } from "../lib/wire/headers.js";
 import { prefersRespondAsync } from "../lib/wire/prefer.js";
 import { sendAccepted } from "./answer.js";
 import type { ByteBudget } from "./budget.js";
+import { type ConnectionGuard, hasTooManyHeaders, headersTooLarge, MAX_HEADERS } from "./connections.js";
 import { parseIdempotencyKey } from "./idempotency.js";
 import type { ProducerMetrics } from "./metrics.js";
 import { type RequestHeaders, readHeaders } from "./request-headers.js";
@@ -35,6 +36,8 @@ export interface AcceptParts {
   readonly resolve: TargetResolver;
   readonly budget: ByteBudget;
   readonly store: RequestStore;
+  /** Says whether what followed a request on its connection puts its body in doubt. */
+  readonly connections: ConnectionGuard;
   readonly metrics: ProducerMetrics;
   readonly logger: Logger;
   /** Called after each 202 for a newly stored request (the dev mode prints a line). */
@@ -53,7 +56,7 @@ const LARGE_BODY_BYTES = 32 * 1024;
  * its outcome label; it throws the error to answer with otherwise.
  */
 export function requestAcceptor(parts: AcceptParts) {
-  const { requestSizeLimit, resolve, budget, store, metrics, logger, onAccepted } = parts;
+  const { requestSizeLimit, resolve, budget, store, connections, metrics, logger, onAccepted } = parts;
   const tooLarge = () => bodyTooLarge(requestSizeLimit);
   const bodyLimit: BodyLimit = { limit: requestSizeLimit, tooLarge, afterLimit: "stop" };
 
@@ -62,6 +65,7 @@ export function requestAcceptor(parts: AcceptParts) {
     res: ServerResponse,
     expectsContinue: boolean,
   ): Promise<string> {
+    if (hasTooManyHeaders(req)) throw headersTooLarge(`more than ${MAX_HEADERS} header fields`);
     const headers = readHeaders(req.rawHeaders);
     const target = resolve(headers.originalHost, req.url);
     const key = parseIdempotencyKey(headers.idempotencyKey);
@@ -98,6 +102,7 @@ export function requestAcceptor(parts: AcceptParts) {
             },
       );
 
+      if (connections.unreadable(req)) throw badFraming(declared);
       const request = asyncRequest(req.method ?? "GET", target.url, headers, body);
       const answer = await store.accept(request, encode(request), key);
       budget.give(held);
@@ -147,6 +152,14 @@ function encode(request: AsyncRequest): string | Buffer {
 
 function bodyTooLarge(limit: number): AsyncError {
   return new AsyncError(ErrorCode.BodyTooLarge, `the request body is larger than ${limit} bytes`);
+}
+
+function badFraming(declared: number): AsyncError {
+  const length = declared >= 0 ? `its Content-Length (${declared})` : "its end";
+  return new AsyncError(
+    ErrorCode.BadFraming,
+    `the bytes after ${length} are not an HTTP request, so the body's length is in doubt; nothing was stored`,
+  );
 }
 
 function overloaded(): AsyncError {

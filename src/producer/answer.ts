@@ -39,10 +39,17 @@ export function sendNotAccepted(
   if (!(err instanceof AsyncError)) logger.error({ code, err }, "request failed unexpectedly");
   else if (status >= 500) warn(code, "request not accepted", err);
   else logger.debug({ code, err }, "request refused");
-  // The unread rest of a body is not worth reading (an oversized one, or one refused for lack of room):
-  // answer and close the connection.
-  sendError(res, err, {
-    closeConnection: code === ErrorCode.BodyTooLarge || code === ErrorCode.Overloaded,
-  });
+  sendError(res, err, { closeConnection: CLOSING_CODES.has(code) });
   return code;
 }
+
+/**
+ * Refusals that end the connection: the unread rest of the body is not worth reading (an oversized one,
+ * one refused for lack of room, one behind too many headers), or the bytes after it are not HTTP.
+ */
+const CLOSING_CODES: ReadonlySet<string> = new Set([
+  ErrorCode.BodyTooLarge,
+  ErrorCode.Overloaded,
+  ErrorCode.HeadersTooLarge,
+  ErrorCode.BadFraming,
+]);

@@ -25,6 +25,7 @@ import { type AcceptedInfo, requestAcceptor } from "./accept.js";
 import { sendNotAccepted } from "./answer.js";
 import { ByteBudget } from "./budget.js";
 import type { ProducerConfig } from "./config.js";
+import { ConnectionGuard, SERVER_LIMITS } from "./connections.js";
 import { producerMetrics } from "./metrics.js";
 import { RequestStore, writeTimeoutMs } from "./store.js";
 
@@ -71,11 +72,13 @@ export async function startProducer(config: ProducerConfig, deps: ProducerDeps):
   // whether it can be accepted.
   const budget = new ByteBudget(Math.ceil(config.requestBytesInFlight / config.workers), timeoutMs);
   const metrics = producerMetrics(registry, redis, keys.stream, config.redisTimeoutMs, budget);
+  const connections = new ConnectionGuard();
   const accept = requestAcceptor({
     requestSizeLimit: config.requestSizeLimit,
     resolve,
     budget,
     store,
+    connections,
     metrics,
     logger,
     onAccepted: deps.onAccepted,
@@ -88,6 +91,7 @@ export async function startProducer(config: ProducerConfig, deps: ProducerDeps):
   };
 
   function handle(req: IncomingMessage, res: ServerResponse, expectsContinue: boolean): void {
+    connections.track(req, res);
     if (req.headers[ORIGINAL_HOST] === undefined) {
       const path = (req.url ?? "/").split("?", 1)[0] as string;
       if (path === "/metrics" && deps.clusterMetrics !== undefined) {
@@ -103,7 +107,8 @@ export async function startProducer(config: ProducerConfig, deps: ProducerDeps):
     );
   }
 
-  const server = createServer((req, res) => handle(req, res, false));
+  const server = createServer(SERVER_LIMITS, (req, res) => handle(req, res, false));
+  connections.watch(server);
   // A client that sends `Expect: 100-continue` learns about a bad target or an oversized body before
   // it sends the body.
   server.on("checkContinue", (req, res) => handle(req, res, true));

@@ -2,12 +2,13 @@
  * The producer's durable write: what makes a 202 true.
  *
  * Contract: `accept` resolves only once Redis acknowledged the write (and, with REDIS_WAIT_REPLICAS, that
- * many replicas confirmed it); otherwise it throws the error to answer with, never a 202. A write that
- * timed out or was not confirmed by replicas may still be delivered, which is why those errors point the
- * client at an Idempotency-Key, and why a request that carries one goes through the idempotency script
- * (idempotency.ts) rather than a plain XADD.
+ * many replicas confirmed it); otherwise it throws the error to answer with, never a 202. That error says
+ * "not stored" only when the write provably had no effect; a write that went out and was not confirmed
+ * (no answer in time, a broken connection, too few replicas) may still be delivered, so those errors
+ * carry the request's id and point the client at an Idempotency-Key, and a request that carries one goes
+ * through the idempotency script (idempotency.ts) rather than a plain XADD.
  */
-import { Command, type Redis } from "ioredis";
+import { Command, type Redis, ReplyError } from "ioredis";
 import { DATA_FIELD } from "../lib/entry.js";
 import type { AsyncRequest } from "../lib/envelope.js";
 import { AsyncError, ErrorCode } from "../lib/errors.js";
@@ -79,7 +80,7 @@ export class RequestStore {
       }
       return await this.#acceptOnce(request, envelope, key);
     } catch (err) {
-      throw notStored(err, this.#writeTimeoutMs);
+      throw notStored(err, { timeoutMs: this.#writeTimeoutMs, id: request.id, hasKey: key !== undefined });
     }
   }
 
@@ -137,11 +138,7 @@ export class RequestStore {
       await this.#scripts
         .settle(recordKey, id, "accepted")
         .catch((err: unknown) =>
-          this.#warn(
-            ErrorCode.StoreUnavailable,
-            "could not mark an idempotency record accepted",
-            notStored(err, this.#writeTimeoutMs),
-          ),
+          this.#warn(ErrorCode.StoreUnavailable, "could not mark an idempotency record accepted", err),
         );
     }
     return { id, replayed: outcome === "confirm", firstAccept: true };
@@ -168,24 +165,57 @@ export class RequestStore {
     if (confirmed >= waitReplicas) return;
     throw new AsyncError(
       ErrorCode.NotReplicated,
-      `the request ${id} was stored on the Redis primary only (${confirmed} of ${waitReplicas} replicas confirmed it in time) and may still be delivered; ${hasKey ? "retry with the same Idempotency-Key" : "a retry may deliver it twice (an Idempotency-Key makes retries safe)"}`,
-      { cause, headers: { [RETRY_AFTER]: "1", [REQUEST_ID]: id } },
+      `the request ${id} was stored on the Redis primary only (${confirmed} of ${waitReplicas} replicas confirmed it in time) and may still be delivered; ${retryAdvice(hasKey)}`,
+      { cause, headers: maybeStoredHeaders(id) },
     );
   }
 }
 
 /** ioredis's message for a command that reached its `commandTimeout` (or its own timeout). */
 const COMMAND_TIMED_OUT = "Command timed out";
+/**
+ * ioredis's message for a command it did not send because the connection was down (the producer's
+ * connection fails fast rather than queueing): such a write never reached Redis.
+ */
+const NOT_SENT = "Stream isn't writeable and enableOfflineQueue options is false";
 
 /**
- * The answer for a failed Redis write. A command that timed out may still be applied later, so that
- * answer says "not acknowledged" rather than "not stored".
+ * The answer for a failed Redis write, as exact as the client can be told: "not stored" only when the
+ * write provably had no effect: it was never sent, or Redis answered it with an error (Redis checks
+ * memory, role and the like before a write, and our script's writes come last, after every check).
+ * Any other failure came after the write went out (no answer in time, the connection broke,
+ * Redis was killed): Redis may have applied it, so the request may have been stored and may be
+ * delivered, under the id sent along.
  */
-function notStored(err: unknown, timeoutMs: number): AsyncError {
+function notStored(err: unknown, write: { timeoutMs: number; id: string; hasKey: boolean }): AsyncError {
   if (err instanceof AsyncError) return err;
-  const message =
-    err instanceof Error && err.message === COMMAND_TIMED_OUT
-      ? `Redis did not acknowledge the request within ${timeoutMs}ms; retry later (with an Idempotency-Key a retry cannot enqueue it twice)`
-      : "the request was not stored: Redis is unavailable; retry later";
-  return new AsyncError(ErrorCode.StoreUnavailable, message, { cause: err, headers: RETRY_SOON });
+  const message = err instanceof Error ? err.message : "";
+  if (message === NOT_SENT || err instanceof ReplyError) {
+    const why = message === NOT_SENT ? "Redis is unavailable" : "Redis refused the write";
+    return new AsyncError(ErrorCode.StoreUnavailable, `the request was not stored: ${why}; retry later`, {
+      cause: err,
+      headers: RETRY_SOON,
+    });
+  }
+  const why =
+    message === COMMAND_TIMED_OUT
+      ? `Redis did not answer within ${write.timeoutMs}ms`
+      : "the connection to Redis broke before it answered";
+  return new AsyncError(
+    ErrorCode.StoreUnconfirmed,
+    `${why}: the request ${write.id} may have been stored and may still be delivered; ${retryAdvice(write.hasKey)}`,
+    { cause: err, headers: maybeStoredHeaders(write.id) },
+  );
+}
+
+/** What a client whose request may have been stored should do. */
+function retryAdvice(hasKey: boolean): string {
+  return hasKey
+    ? "retry with the same Idempotency-Key (a retry cannot store it twice)"
+    : "a retry may deliver it twice (an Idempotency-Key makes retries safe)";
+}
+
+/** A request that may have been stored is named, so that its client can tell it apart later. */
+function maybeStoredHeaders(id: string): Record<string, string> {
+  return { [RETRY_AFTER]: "1", [REQUEST_ID]: id };
 }

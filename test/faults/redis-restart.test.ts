@@ -1,17 +1,28 @@
 /**
  * Redis killed (SIGKILL, the harshest stop) and restarted during a load through the real producer, with
  * `appendonly yes` and `appendfsync always`: every request that got a 202 is delivered. Requests that
- * got a 503 were not accepted and need not be delivered; some may still be, when Redis applied the write
- * but died before answering, which is why clients retry with an Idempotency-Key.
+ * got a 503 were not accepted and need not be delivered; some still are, when Redis applied the write
+ * but died before answering: those must have been told "may have been stored"
+ * (ASYNC_ERR_STORE_UNCONFIRMED, with the id they were delivered under), never "not stored", which is
+ * why clients retry with an Idempotency-Key.
  */
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import type { Redis } from "ioredis";
+import { ErrorCode } from "../../src/lib/errors.js";
 import { type RecordingServer, startRecordingServer } from "../helpers/http.js";
 import { waitFor } from "../helpers/net.js";
 import { killAll } from "../helpers/processes.js";
 import { startRedisServer, type TestRedisServer } from "../helpers/redis-server.js";
-import { deliveriesById, leftovers, redisClient, sendAsync, sleep, startPipeline } from "./pipeline.js";
+import {
+  deliveriesById,
+  leftovers,
+  redisClient,
+  requestIdOf,
+  sendAsync,
+  sleep,
+  startPipeline,
+} from "./pipeline.js";
 
 let redis: TestRedisServer;
 let client: Redis;
@@ -34,6 +45,8 @@ interface Outcome {
   readonly n: number;
   readonly status: number;
   readonly id: string | undefined;
+  /** The error code of a refusal. */
+  readonly code: string | undefined;
   readonly phase: "before" | "down" | "after";
 }
 
@@ -59,7 +72,8 @@ test("Redis restarted (AOF, appendfsync always) during a load: every 202 is deli
         const n = next++;
         const sentIn = phase;
         const sent = await sendAsync(producer, app, `/load/${n}`, { body: `request ${n}` });
-        outcomes.push({ n, status: sent.status, id: sent.id, phase: sentIn });
+        const code = sent.status === 202 ? undefined : (JSON.parse(sent.body) as { error: string }).error;
+        outcomes.push({ n, status: sent.status, id: sent.id, code, phase: sentIn });
         await sleep(10);
       }
     }),
@@ -108,16 +122,27 @@ test("Redis restarted (AOF, appendfsync always) during a load: every 202 is deli
     what: "stream, pending list, retry schedule and dead-letter stream empty",
   });
 
-  // The 503s were not accepted; count those that arrived anyway (written, but the answer was lost).
-  const deliveredPaths = new Set(app.received.map((r) => r.url));
-  const refusedButDelivered = refused.filter((o) => deliveredPaths.has(`/load/${o.n}`)).length;
+  // The 503s were not accepted; some arrived anyway (written, but the answer was lost). Those must have
+  // said "may have been stored", under the id they arrived with.
+  const idByPath = new Map(app.received.map((r) => [r.url, requestIdOf(r)]));
+  const refusedButDelivered = refused.filter((o) => idByPath.has(`/load/${o.n}`));
+  assert.deepEqual(
+    refusedButDelivered.filter(
+      (o) => o.code !== ErrorCode.StoreUnconfirmed || o.id !== idByPath.get(`/load/${o.n}`),
+    ),
+    [],
+    "every 503 that was delivered anyway said 'may have been stored' and named its id",
+  );
+  const byCode = new Map<string, number>();
+  for (const o of refused) byCode.set(o.code ?? "", (byCode.get(o.code ?? "") ?? 0) + 1);
   const delivered = deliveriesById(app.received);
   const duplicates = [...delivered.values()].reduce((sum, n) => sum + n - 1, 0);
   t.diagnostic(
     `${outcomes.length} requests: ${accepted.length} got 202 (all delivered; ` +
       `${accepted.filter((o) => o.phase === "before").length} before the kill, ` +
       `${accepted.filter((o) => o.phase === "after").length} after the restart), ${refused.length} got 503 ` +
-      `(${refusedButDelivered} of them delivered anyway); ${backlogAtKill} undelivered at the kill; ` +
+      `(${[...byCode].map(([code, n]) => `${n} ${code}`).join(", ")}; ` +
+      `${refusedButDelivered.length} of them delivered anyway); ${backlogAtKill} undelivered at the kill; ` +
       `${duplicates} duplicate deliveries`,
   );
   await Promise.all([producer.kill(), dispatcher.kill(), consumer.kill()]);
