@@ -9,6 +9,7 @@ import type { Redis } from "ioredis";
 import { type RecordingServer, startRecordingServer } from "../../test/helpers/http.js";
 import { waitFor } from "../../test/helpers/net.js";
 import { startRedisServer, type TestRedisServer } from "../../test/helpers/redis-server.js";
+import { LOOPBACK_TARGET_ENV } from "../../test/helpers/targets.js";
 import { DATA_FIELD } from "../lib/entry.js";
 import { encodeEnvelope } from "../lib/envelope.js";
 import { streamKeys } from "../lib/keys.js";
@@ -76,6 +77,7 @@ test("a POST whose Idempotency-Key is stripped by Connection is not retried afte
         MAX_ATTEMPTS: "3",
         MIN_BACKOFF: "20ms",
         MAX_BACKOFF: "50ms",
+        ...LOOPBACK_TARGET_ENV,
       }),
       { logger: createLogger("dispatcher", { level: "silent" }) },
     );
