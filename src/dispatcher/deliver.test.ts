@@ -7,9 +7,12 @@ import { freePort } from "../../test/helpers/net.js";
 import { type AsyncRequest, encodeEnvelope } from "../lib/envelope.js";
 import { ErrorCode } from "../lib/errors.js";
 import { listen } from "../lib/http.js";
+import { parseRedisAddress } from "../lib/redis.js";
 import { createReplayer } from "../lib/replay.js";
+import { streamSource } from "../lib/wire/cloudevent.js";
 import { createCloudEventDeliverer, type Deliverer } from "./deliver.js";
 
+const SOURCE = streamSource(parseRedisAddress("127.0.0.1:6379"), "mystream");
 let sink: RecordingServer;
 let deliverer: Deliverer;
 
@@ -17,7 +20,7 @@ before(async () => {
   sink = await startRecordingServer();
   deliverer = createCloudEventDeliverer({
     sink: `${sink.url}events?from=dispatcher`,
-    source: "127.0.0.1:6379/mystream",
+    source: SOURCE,
     connections: 4,
   });
 });
@@ -55,7 +58,7 @@ describe("CloudEvent deliverer (real HTTP sink)", () => {
     assert.equal(event.specversion, "1.0");
     assert.equal(event.type, "dev.knative.sources.redisstream");
     assert.equal(event.id, entry.id);
-    assert.equal(event.source, "127.0.0.1:6379/mystream");
+    assert.equal(event.source, "redis://127.0.0.1:6379/mystream");
     assert.equal(event.datacontenttype, "application/json");
     assert.ok(!Number.isNaN(Date.parse(String(event.time))));
     assert.equal(event.asyncrequestid, "req-1");
@@ -105,7 +108,7 @@ describe("CloudEvent deliverer (real HTTP sink)", () => {
   test("a sink nobody listens on: unreachable, so the app never got it", async () => {
     const nowhere = createCloudEventDeliverer({
       sink: `http://127.0.0.1:${await freePort()}/`,
-      source: "s",
+      source: SOURCE,
       connections: 1,
     });
     try {
@@ -128,7 +131,7 @@ describe("CloudEvent deliverer (real HTTP sink)", () => {
     ];
     try {
       for (const { kind, url } of kinds) {
-        const toSink = createCloudEventDeliverer({ sink: url, source: "s", connections: 1 });
+        const toSink = createCloudEventDeliverer({ sink: url, source: SOURCE, connections: 1 });
         try {
           const sinkOutcome = await toSink.deliver(entry, request, 1, 1000);
           const replayOutcome = await replayer.replay({ ...request, url });

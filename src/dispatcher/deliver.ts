@@ -10,7 +10,7 @@ import type { AsyncRequest } from "../lib/envelope.js";
 import { type DeliveryOutcome, outcomeFromHttp } from "../lib/outcome.js";
 import { createReplayer } from "../lib/replay.js";
 import { send } from "../lib/send.js";
-import { encodeDeadLetterEvent, encodeStreamEvent } from "../lib/wire/cloudevent.js";
+import { type EventSource, encodeDeadLetterEvent, encodeStreamEvent } from "../lib/wire/cloudevent.js";
 
 export interface Deliverer {
   deliver(
@@ -36,7 +36,7 @@ const SINK_PEER = "sink";
 
 export function createCloudEventDeliverer(options: {
   sink: string;
-  source: string;
+  source: EventSource;
   connections: number;
 }): Deliverer {
   const agent = new Agent({ connections: options.connections, pipelining: 1, keepAliveTimeout: 30_000 });
@@ -92,7 +92,7 @@ export function createDirectDeliverer(options: {
 /** Best-effort CloudEvent to DEAD_LETTER_SINK; the dead-letter stream is the record that counts. */
 export async function notifyDeadLetterSink(
   sink: string,
-  source: string,
+  source: EventSource,
   deadLetterId: string,
   body: Record<string, unknown>,
 ): Promise<void> {

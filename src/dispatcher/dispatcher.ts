@@ -43,6 +43,7 @@ import { createRegistry } from "../lib/metrics.js";
 import type { DeliveryOutcome } from "../lib/outcome.js";
 import { connectRedis, quitRedis, redisIsReady } from "../lib/redis.js";
 import { pause, settlesWithin } from "../lib/wait.js";
+import { streamSource } from "../lib/wire/cloudevent.js";
 import { canonical, IDEMPOTENCY_KEY } from "../lib/wire/headers.js";
 import type { DispatcherConfig } from "./config.js";
 import { type Decision, decide, effectivePolicy, isExpired } from "./decide.js";
@@ -135,7 +136,7 @@ class StreamDispatcher implements Dispatcher {
       deleteAcked: config.deleteAcked,
     });
     // Where deliveries and dead-letter notices say they come from.
-    const source = `${config.redis.display}/${config.streamName}`;
+    const source = streamSource(config.redis, config.streamName);
     this.#deliverer =
       config.mode === "direct"
         ? createDirectDeliverer({

@@ -19,6 +19,7 @@ import {
   withMeta,
 } from "../lib/entry.js";
 import type { Logger } from "../lib/logger.js";
+import type { EventSource } from "../lib/wire/cloudevent.js";
 import { type Batched, createBatcher } from "./batch.js";
 import type { DeadLetterReason } from "./decide.js";
 import { notifyDeadLetterSink } from "./deliver.js";
@@ -42,7 +43,7 @@ export interface MovesOptions {
   readonly scripts: DispatcherScripts;
   readonly logger: Logger;
   /** Where dead-letter notices say they come from (the stream). */
-  readonly source: string;
+  readonly source: EventSource;
   /** DEAD_LETTER_SINK: told about every dead letter, when set. */
   readonly deadLetterSink: string | undefined;
   /** A retry was scheduled, due in `delayMs`. */
