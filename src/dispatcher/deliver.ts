@@ -8,6 +8,7 @@ import { Agent, request } from "undici";
 import type { StreamEntry } from "../lib/entry.js";
 import type { AsyncRequest } from "../lib/envelope.js";
 import { type DeliveryOutcome, outcomeFromHttp } from "../lib/outcome.js";
+import { decodeLoosely } from "../lib/redact.js";
 import { createReplayer } from "../lib/replay.js";
 import { send } from "../lib/send.js";
 import { type EventSource, encodeDeadLetterEvent, encodeStreamEvent } from "../lib/wire/cloudevent.js";
@@ -34,18 +35,32 @@ const MAX_SINK_ANSWER_BYTES = 64 * 1024;
 /** Names the sink in error messages: `sink: ECONNREFUSED ...`. */
 const SINK_PEER = "sink";
 
+/**
+ * A sink URL as undici takes it: origin and path apart, and credentials in it (`http://user:pass@host/`)
+ * as `Authorization: Basic`, as Go's net/http and curl send them. undici would drop them silently.
+ */
+function sinkTarget(url: string): { origin: string; path: string; authorization: string | undefined } {
+  const sink = new URL(url);
+  const credentials = `${decodeLoosely(sink.username)}:${decodeLoosely(sink.password)}`;
+  return {
+    origin: sink.origin,
+    path: `${sink.pathname}${sink.search}`,
+    authorization:
+      sink.username || sink.password ? `Basic ${Buffer.from(credentials).toString("base64")}` : undefined,
+  };
+}
+
 export function createCloudEventDeliverer(options: {
   sink: string;
   source: EventSource;
   connections: number;
 }): Deliverer {
   const agent = new Agent({ connections: options.connections, pipelining: 1, keepAliveTimeout: 30_000 });
-  const sink = new URL(options.sink);
-  const origin = sink.origin;
-  const path = `${sink.pathname}${sink.search}`;
+  const { origin, path, authorization } = sinkTarget(options.sink);
   return {
     deliver(entry, asyncRequest, attempt, timeoutMs) {
       const event = encodeStreamEvent(entry, options.source, asyncRequest.id, attempt);
+      if (authorization) event.headers.push("authorization", authorization);
       // The answer is read back as the consumer's report (src/lib/outcome.ts). No deadline of our own:
       // undici's headers and body timeouts, with room for the replay's, bound the wait.
       const timeout = timeoutMs + SINK_MARGIN_MS;
@@ -97,7 +112,9 @@ export async function notifyDeadLetterSink(
   body: Record<string, unknown>,
 ): Promise<void> {
   const event = encodeDeadLetterEvent(deadLetterId, source, body);
-  const response = await request(sink, {
+  const { origin, path, authorization } = sinkTarget(sink);
+  if (authorization) event.headers.push("authorization", authorization);
+  const response = await request(`${origin}${path}`, {
     method: "POST",
     headers: event.headers,
     body: event.body,
