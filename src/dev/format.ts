@@ -1,17 +1,19 @@
 /** The all-in-one mode's one-line-per-event output. */
 import type { AttemptInfo } from "../dispatcher/dispatcher.js";
+import { maskUrl } from "../lib/redact.js";
 import type { AcceptedInfo } from "../producer/producer.js";
 
 function clock(): string {
   return new Date().toISOString().slice(11, 23);
 }
 
+/** The path and query, with secret-looking parameters (`?token=`) masked. */
 function pathOf(url: string): string {
   try {
     const u = new URL(url);
-    return `${u.pathname}${u.search}`;
+    return maskUrl(`${u.pathname}${u.search}`);
   } catch {
-    return url;
+    return maskUrl(url);
   }
 }
 

@@ -5,6 +5,7 @@
 import { parseArgs } from "node:util";
 import { ConfigError } from "../lib/config.js";
 import { runComponent } from "../lib/process.js";
+import { parseRedisAddress } from "../lib/redis.js";
 import { loadDevEnv } from "./config.js";
 import { type DevOptions, startDev } from "./dev.js";
 import { formatAccepted, formatAttempt } from "./format.js";
@@ -50,20 +51,23 @@ export async function main(argv: string[]): Promise<void> {
       throw err;
     }
     const url = dev.gatewayUrl;
+    // The address may hold a password: shown masked, and then the dlq hint cannot repeat it.
+    const redisShown = parseRedisAddress(dev.redisAddress).display;
+    const redisForDlq = redisShown === dev.redisAddress ? dev.redisAddress : "<your REDIS_ADDRESS>";
     out(`knative-async dev: everything is running (${options.always ? "always-async" : "conditional"} mode)
   gateway      ${url}   routes like the async KIngress
   producer     http://127.0.0.1:${dev.ports.producer}
   dispatcher   http://127.0.0.1:${dev.ports.dispatcher}/metrics   (${options.direct ? "direct delivery" : `CloudEvents to the consumer`})
   consumer     http://127.0.0.1:${dev.ports.consumer}
   sample app   http://127.0.0.1:${dev.ports.app}   sleeps ${options.sleep} per request
-  redis        ${dev.redisAddress}${dev.redisDir ? `   started here, data in ${dev.redisDir}` : ""}   stream "${options.streamName}"
+  redis        ${redisShown}${dev.redisDir ? `   started here, data in ${dev.redisDir}` : ""}   stream "${options.streamName}"
 
 Try:
   curl -i -H 'Prefer: respond-async' ${url}/hello     # 202 at once, with a request id
   curl -i ${url}/hello                                 # ${options.always ? "202 too (always-async)" : `waits for the app (${options.sleep})`}
   curl -i -H 'Prefer: respond-async' --data-binary @/bin/ls ${url}/upload    # binary bodies arrive byte for byte
   curl -i -H 'Prefer: respond-async' '${url}/flaky?status=503'               # retried, then dead-lettered
-  REDIS_ADDRESS=${dev.redisAddress} REDIS_STREAM_NAME=${options.streamName} npx knative-async dlq list
+  REDIS_ADDRESS=${redisForDlq} REDIS_STREAM_NAME=${options.streamName} npx knative-async dlq list
 
 Ctrl-C stops everything.
 `);

@@ -8,9 +8,12 @@ import { LOOPBACK_TARGETS } from "../../test/helpers/targets.js";
 import { type AsyncRequest, encodeEnvelope } from "../lib/envelope.js";
 import { ErrorCode } from "../lib/errors.js";
 import { listen } from "../lib/http.js";
+import { parseRedisAddress } from "../lib/redis.js";
 import { createReplayer } from "../lib/replay.js";
+import { streamSource } from "../lib/wire/cloudevent.js";
 import { createCloudEventDeliverer, type Deliverer } from "./deliver.js";
 
+const SOURCE = streamSource(parseRedisAddress("127.0.0.1:6379"), "mystream");
 let sink: RecordingServer;
 let deliverer: Deliverer;
 
@@ -18,7 +21,7 @@ before(async () => {
   sink = await startRecordingServer();
   deliverer = createCloudEventDeliverer({
     sink: `${sink.url}events?from=dispatcher`,
-    source: "127.0.0.1:6379/mystream",
+    source: SOURCE,
     connections: 4,
     targets: LOOPBACK_TARGETS,
   });
@@ -57,7 +60,7 @@ describe("CloudEvent deliverer (real HTTP sink)", () => {
     assert.equal(event.specversion, "1.0");
     assert.equal(event.type, "dev.knative.sources.redisstream");
     assert.equal(event.id, entry.id);
-    assert.equal(event.source, "127.0.0.1:6379/mystream");
+    assert.equal(event.source, "redis://127.0.0.1:6379/mystream");
     assert.equal(event.datacontenttype, "application/json");
     assert.ok(!Number.isNaN(Date.parse(String(event.time))));
     assert.equal(event.asyncrequestid, "req-1");
@@ -107,7 +110,7 @@ describe("CloudEvent deliverer (real HTTP sink)", () => {
   test("a sink nobody listens on: unreachable, so the app never got it", async () => {
     const nowhere = createCloudEventDeliverer({
       sink: `http://127.0.0.1:${await freePort()}/`,
-      source: "s",
+      source: SOURCE,
       connections: 1,
       targets: LOOPBACK_TARGETS,
     });
@@ -133,7 +136,7 @@ describe("CloudEvent deliverer (real HTTP sink)", () => {
       for (const { kind, url } of kinds) {
         const toSink = createCloudEventDeliverer({
           sink: url,
-          source: "s",
+          source: SOURCE,
           connections: 1,
           targets: LOOPBACK_TARGETS,
         });

@@ -8,10 +8,11 @@ import { Agent, request } from "undici";
 import type { StreamEntry } from "../lib/entry.js";
 import type { AsyncRequest } from "../lib/envelope.js";
 import { type DeliveryOutcome, outcomeFromHttp } from "../lib/outcome.js";
+import { decodeLoosely } from "../lib/redact.js";
 import { createReplayer, refusal } from "../lib/replay.js";
 import { send } from "../lib/send.js";
 import { type TargetRules, targetChecker } from "../lib/target.js";
-import { encodeDeadLetterEvent, encodeStreamEvent } from "../lib/wire/cloudevent.js";
+import { type EventSource, encodeDeadLetterEvent, encodeStreamEvent } from "../lib/wire/cloudevent.js";
 
 export interface Deliverer {
   deliver(
@@ -35,23 +36,37 @@ const MAX_SINK_ANSWER_BYTES = 64 * 1024;
 /** Names the sink in error messages: `sink: ECONNREFUSED ...`. */
 const SINK_PEER = "sink";
 
+/**
+ * A sink URL as undici takes it: origin and path apart, and credentials in it (`http://user:pass@host/`)
+ * as `Authorization: Basic`, as Go's net/http and curl send them. undici would drop them silently.
+ */
+function sinkTarget(url: string): { origin: string; path: string; authorization: string | undefined } {
+  const sink = new URL(url);
+  const credentials = `${decodeLoosely(sink.username)}:${decodeLoosely(sink.password)}`;
+  return {
+    origin: sink.origin,
+    path: `${sink.pathname}${sink.search}`,
+    authorization:
+      sink.username || sink.password ? `Basic ${Buffer.from(credentials).toString("base64")}` : undefined,
+  };
+}
+
 export function createCloudEventDeliverer(options: {
   sink: string;
-  source: string;
+  source: EventSource;
   connections: number;
   /** Checked before the event is sent, though the consumer checks again: neither trusts the entry. */
   targets: TargetRules;
 }): Deliverer {
   const checkTarget = targetChecker(options.targets);
   const agent = new Agent({ connections: options.connections, pipelining: 1, keepAliveTimeout: 30_000 });
-  const sink = new URL(options.sink);
-  const origin = sink.origin;
-  const path = `${sink.pathname}${sink.search}`;
+  const { origin, path, authorization } = sinkTarget(options.sink);
   return {
     deliver(entry, asyncRequest, attempt, timeoutMs) {
       const refused = refusal(checkTarget, asyncRequest.url);
       if (refused !== undefined) return Promise.resolve(refused);
       const event = encodeStreamEvent(entry, options.source, asyncRequest.id, attempt);
+      if (authorization) event.headers.push("authorization", authorization);
       // The answer is read back as the consumer's report (src/lib/outcome.ts). No deadline of our own:
       // undici's headers and body timeouts, with room for the replay's, bound the wait.
       const timeout = timeoutMs + SINK_MARGIN_MS;
@@ -100,12 +115,14 @@ export function createDirectDeliverer(options: {
 /** Best-effort CloudEvent to DEAD_LETTER_SINK; the dead-letter stream is the record that counts. */
 export async function notifyDeadLetterSink(
   sink: string,
-  source: string,
+  source: EventSource,
   deadLetterId: string,
   body: Record<string, unknown>,
 ): Promise<void> {
   const event = encodeDeadLetterEvent(deadLetterId, source, body);
-  const response = await request(sink, {
+  const { origin, path, authorization } = sinkTarget(sink);
+  if (authorization) event.headers.push("authorization", authorization);
+  const response = await request(`${origin}${path}`, {
     method: "POST",
     headers: event.headers,
     body: event.body,

@@ -37,6 +37,7 @@ import type { DeliveryOutcome } from "../lib/outcome.js";
 import { connectRedis, quitRedis, redisIsReady } from "../lib/redis.js";
 import { appReceivesIdempotencyKey } from "../lib/replay.js";
 import { pause, settlesWithin } from "../lib/wait.js";
+import { streamSource } from "../lib/wire/cloudevent.js";
 import type { DispatcherConfig } from "./config.js";
 import { type Decision, decide, effectivePolicy, isExpired } from "./decide.js";
 import { createCloudEventDeliverer, createDirectDeliverer, type Deliverer } from "./deliver.js";
@@ -128,7 +129,7 @@ class StreamDispatcher implements Dispatcher {
       deleteAcked: config.deleteAcked,
     });
     // Where deliveries and dead-letter notices say they come from.
-    const source = `${config.redis.display}/${config.streamName}`;
+    const source = streamSource(config.redis, config.streamName);
     this.#deliverer =
       config.mode === "direct"
         ? createDirectDeliverer({

@@ -27,6 +27,7 @@ import {
 import { AsyncError, ErrorCode } from "../lib/errors.js";
 import type { Logger } from "../lib/logger.js";
 import { isRefusedByRedis } from "../lib/redis.js";
+import type { EventSource } from "../lib/wire/cloudevent.js";
 import { type Batched, createBatcher } from "./batch.js";
 import type { DeadLetterReason, Decision } from "./decide.js";
 import { notifyDeadLetterSink } from "./deliver.js";
@@ -50,7 +51,7 @@ export interface MovesOptions {
   readonly scripts: DispatcherScripts;
   readonly logger: Logger;
   /** Where dead-letter notices say they come from (the stream). */
-  readonly source: string;
+  readonly source: EventSource;
   /** DEAD_LETTER_SINK: told about every dead letter, when set. */
   readonly deadLetterSink: string | undefined;
   /** A retry was scheduled, due in `delayMs`. */

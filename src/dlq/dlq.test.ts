@@ -223,4 +223,83 @@ describe("dead-letter stream", () => {
     assert.equal(config.code, 1);
     assert.match(config.stderr, /REDIS_ADDRESS/);
   });
+
+  test("the CLI escapes terminal control bytes and bidi overrides from stored entries, in every output", async () => {
+    const stream = `s-${randomUUID()}`;
+    const keys = streamKeys(stream);
+    const hostile = "\x1b[31mred\r\u202eevil\x7f\u009b2J\u2066";
+    const url = `http://app.default.svc.cluster.local/${hostile}`;
+    await redis.xadd(
+      keys.deadLetter,
+      "*",
+      "data",
+      encodeEnvelope({
+        id: "r-esc",
+        url,
+        method: "POST",
+        headers: { "X-Evil": [hostile] },
+        body: Buffer.from(hostile),
+      }),
+      "reason",
+      `max-attempts${hostile}`,
+      "attempts",
+      "3",
+      "lastError",
+      `boom${hostile}`,
+    );
+    // An entry that does not decode: its method is the escape, and so is its decode error's subject.
+    const undecodable = JSON.stringify({ id: "r-bad", url: `not a url${hostile}`, method: `GET${hostile}` });
+    await redis.xadd(keys.deadLetter, "*", "data", undecodable, "reason", "malformed");
+    const env = { REDIS_ADDRESS: redisServer.address, REDIS_STREAM_NAME: stream };
+    /** Nothing a terminal would act on: no C0 but the line ends, no DEL, no C1, no bidi controls. */
+    const unsafe = (text: string) =>
+      [...text].some((ch) => {
+        const c = ch.codePointAt(0) ?? 0;
+        return (
+          (c < 0x20 && c !== 0x0a) ||
+          (c >= 0x7f && c <= 0x9f) ||
+          c === 0x061c ||
+          c === 0x200e ||
+          c === 0x200f ||
+          (c >= 0x202a && c <= 0x202e) ||
+          (c >= 0x2066 && c <= 0x2069)
+        );
+      });
+
+    const listed = await runCli(["list"], env);
+    assert.equal(listed.code, 0, listed.stderr);
+    assert.ok(!unsafe(listed.stdout), JSON.stringify(listed.stdout));
+    assert.ok(listed.stdout.includes("POST http://app.default.svc.cluster.local/\\x1b[31mred\\r\\u202eevil"));
+    assert.ok(listed.stdout.includes("boom\\x1b[31m"));
+    assert.ok(listed.stdout.includes("(undecodable: "));
+
+    const json = await runCli(["list", "--json"], env);
+    assert.equal(json.code, 0, json.stderr);
+    assert.ok(!unsafe(json.stdout), JSON.stringify(json.stdout));
+    const [first, second] = json.stdout
+      .trim()
+      .split("\n")
+      .map((line) => JSON.parse(line));
+    assert.equal(first.url, url, "JSON escapes are decoded back to the stored bytes");
+    assert.equal(first.lastError, `boom${hostile}`);
+    assert.equal(second.reason, "malformed");
+
+    const ids = json.stdout
+      .trim()
+      .split("\n")
+      .map((line) => JSON.parse(line).id as string);
+    for (const id of ids) {
+      const shown = await runCli(["show", id], env);
+      assert.equal(shown.code, 0, shown.stderr);
+      assert.ok(!unsafe(shown.stdout), JSON.stringify(shown.stdout));
+      const detail = JSON.parse(shown.stdout);
+      if (detail.request) {
+        assert.equal(detail.request.url, url);
+        assert.deepEqual(detail.request.headers["X-Evil"], [hostile]);
+        assert.equal(detail.request.body, hostile);
+      } else {
+        assert.deepEqual(detail.data, ["data", undecodable, "reason", "malformed"]);
+      }
+    }
+  });
 });

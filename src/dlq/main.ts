@@ -7,7 +7,8 @@ import { ConfigError } from "../lib/config.js";
 import { streamKeys } from "../lib/keys.js";
 import { connectRedis, waitUntilReady } from "../lib/redis.js";
 import { loadDlqConfig } from "./config.js";
-import { type DeadLetter, DeadLetters } from "./dlq.js";
+import { DeadLetters } from "./dlq.js";
+import { detail, escapeText, line, safeJson, summary } from "./format.js";
 
 const USAGE = `usage: knative-async dlq <command>
   list [--limit N] [--after ID] [--json]   dead-lettered requests, oldest first
@@ -51,9 +52,10 @@ export async function main(argv: string[], out: NodeJS.WritableStream = process.
         const limit = Number(values.limit);
         const items = await dlq.list({ limit, ...(values.after ? { after: values.after } : {}) });
         if (values.json) {
-          for (const item of items) out.write(`${JSON.stringify(summary(item))}\n`);
+          for (const item of items) out.write(`${safeJson(summary(item))}\n`);
         } else {
-          out.write(`${await dlq.count()} dead-lettered in ${streamKeys(config.streamName).deadLetter}\n`);
+          const key = streamKeys(config.streamName).deadLetter;
+          out.write(`${await dlq.count()} dead-lettered in ${escapeText(key)}\n`);
           for (const item of items) out.write(`${line(item)}\n`);
         }
         return;
@@ -62,7 +64,7 @@ export async function main(argv: string[], out: NodeJS.WritableStream = process.
         const id = positionals[0] as string;
         const item = await dlq.get(id);
         if (!item) return fail(`no dead-lettered entry ${id}`);
-        out.write(`${JSON.stringify(detail(item), null, 2)}\n`);
+        out.write(`${safeJson(detail(item), 2)}\n`);
         return;
       }
       case "replay": {
@@ -116,51 +118,4 @@ function checkUsage(
 function fail(message: string): void {
   process.stderr.write(`knative-async dlq: ${message}\n`);
   process.exitCode = 1;
-}
-
-function summary(item: DeadLetter) {
-  return {
-    id: item.id,
-    requestId: item.request?.id,
-    method: item.request?.method,
-    url: item.request?.url,
-    reason: item.reason,
-    attempts: item.attempts,
-    lastStatus: item.lastStatus,
-    lastError: item.lastError,
-    deadLetteredAt: item.deadLetteredAt,
-  };
-}
-
-function line(item: DeadLetter): string {
-  const target = item.request
-    ? `${item.request.method} ${item.request.url}`
-    : `(undecodable: ${item.decodeError})`;
-  return [
-    item.id,
-    item.deadLetteredAt ?? "-",
-    item.reason,
-    `attempts=${item.attempts}`,
-    item.lastError || "-",
-    target,
-  ].join("  ");
-}
-
-function detail(item: DeadLetter) {
-  const { request, fields: _fields, ...rest } = item;
-  if (!request) return { ...rest, data: item.fields };
-  const text = request.body.toString("utf8");
-  const bodyIsText = Buffer.from(text, "utf8").equals(request.body);
-  return {
-    ...rest,
-    request: {
-      id: request.id,
-      method: request.method,
-      url: request.url,
-      headers: request.headers,
-      ...(bodyIsText ? { body: text } : { bodyBase64: request.body.toString("base64") }),
-      ...(request.acceptedAt ? { acceptedAt: new Date(request.acceptedAt).toISOString() } : {}),
-      ...(request.policy ? { policy: request.policy } : {}),
-    },
-  };
 }

@@ -6,6 +6,7 @@
 import { z } from "zod";
 import { formatDuration, parseDuration } from "./durations.js";
 import { AsyncError, ErrorCode } from "./errors.js";
+import { maskUrl } from "./redact.js";
 
 export type Env = Readonly<Record<string, string | undefined>>;
 
@@ -37,14 +38,10 @@ export function parseEnv<S extends z.ZodType>(component: string, schema: S, env:
   return deepFreeze(result.data) as Readonly<z.infer<S>>;
 }
 
+/** A value as an error may show it: never a secret setting, and any address in it masked. */
 function redactValue(name: string, value: string): string {
   if (/PASSWORD|SECRET|TOKEN|CERT|KEY/i.test(name)) return "<redacted>";
-  return redactUrlPassword(value);
-}
-
-/** `redis://user:secret@host` becomes `redis://user:***@host`, for logs and error messages. */
-export function redactUrlPassword(value: string): string {
-  return value.replace(/^([a-z][a-z0-9+.-]*:\/\/[^:/@]*:)[^@]*@/i, "$1***@");
+  return maskUrl(value);
 }
 
 function deepFreeze<T>(value: T): T {

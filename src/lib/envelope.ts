@@ -13,6 +13,7 @@
  */
 import { isAscii, isUtf8 } from "node:buffer";
 import { AsyncError, ErrorCode } from "./errors.js";
+import { maskUrl } from "./redact.js";
 
 export type HeaderMap = Record<string, string[]>;
 
@@ -121,7 +122,8 @@ export function decodeEnvelope(text: string): AsyncRequest {
   try {
     parsedUrl = new URL(url);
   } catch {
-    throw malformed(`url ${JSON.stringify(url.slice(0, 200))} is not absolute`);
+    // Said in warnings and kept as the dead letter's lastError: masked, as a token in it would be.
+    throw malformed(`url ${JSON.stringify(maskUrl(url).slice(0, 200))} is not absolute`);
   }
   if (parsedUrl.protocol !== "http:" && parsedUrl.protocol !== "https:")
     throw malformed("url is not http(s)");

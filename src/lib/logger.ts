@@ -1,8 +1,10 @@
 /**
  * JSON logs (pino). One logger per component, carrying `component`. Secrets never reach a log line:
- * known secret-bearing fields are redacted, and Redis addresses are logged in their masked form.
+ * known secret-bearing fields are redacted, and the fields that carry a URL or an address are masked
+ * (`maskUrl`) whoever logs them, so that a call site that forgets cannot print a password or a token.
  */
 import { type Logger, pino } from "pino";
+import { maskUrl } from "./redact.js";
 
 export type { Logger };
 
@@ -12,6 +14,11 @@ export interface LoggerOptions {
   readonly destination?: NodeJS.WritableStream;
 }
 
+/** Log fields that hold a URL or an address: K_SINK, a stored request's url, the Redis address. */
+const URL_FIELDS = ["url", "sink", "deadLetterSink", "redis", "address", "target", "source"];
+
+const maskIfString = (value: unknown) => (typeof value === "string" ? maskUrl(value) : value);
+
 export function createLogger(component: string, options: LoggerOptions = {}): Logger {
   return pino(
     {
@@ -19,6 +26,7 @@ export function createLogger(component: string, options: LoggerOptions = {}): Lo
       base: { component },
       timestamp: pino.stdTimeFunctions.isoTime,
       formatters: { level: (label) => ({ level: label }) },
+      serializers: Object.fromEntries(URL_FIELDS.map((field) => [field, maskIfString])),
       redact: {
         paths: ["password", "*.password", "tlsCert", "*.tlsCert", "headers.authorization", "headers.cookie"],
         censor: "<redacted>",

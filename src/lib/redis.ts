@@ -6,7 +6,7 @@
 import { Redis, type RedisOptions, ReplyError } from "ioredis";
 import { z } from "zod";
 import { backoffDelay } from "./backoff.js";
-import { redactUrlPassword } from "./config.js";
+import { decodeLoosely, maskUrl } from "./redact.js";
 import { settlesWithin } from "./wait.js";
 
 export interface RedisSettings {
@@ -22,11 +22,18 @@ export interface RedisSettings {
 
 export function parseRedisAddress(address: string, tlsCert?: string): RedisSettings {
   const trimmed = address.trim();
-  const hasScheme = /^[a-z][a-z0-9+.-]*:\/\//i.test(trimmed);
-  const url = new URL(hasScheme ? trimmed : `redis://${trimmed}`);
-  if (url.protocol !== "redis:" && url.protocol !== "rediss:") {
-    throw new Error(`scheme must be redis:// or rediss://, got ${url.protocol}//`);
+  const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(trimmed);
+  const protocol = scheme?.[1]?.toLowerCase() ?? "redis";
+  if (protocol !== "redis" && protocol !== "rediss") {
+    throw new Error(`scheme must be redis:// or rediss://, got ${protocol}://`);
   }
+  const rest = scheme ? trimmed.slice(scheme[0].length) : trimmed;
+  // The userinfo ends at the last `@`: a password may hold `@`, `:`, `/`, `?` or `#` written as they
+  // are, and what follows (host, port, database number) never holds one. Only the part after it is
+  // parsed as a URL, so no error message can quote the password.
+  const at = rest.lastIndexOf("@");
+  const { username, password } = splitUserinfo(at < 0 ? undefined : rest.slice(0, at));
+  const url = new URL(`${protocol}://${rest.slice(at + 1)}`);
   if (!url.hostname) throw new Error("missing host");
   const port = url.port === "" ? 6379 : Number(url.port);
   const dbPath = url.pathname.replace(/^\//, "");
@@ -34,17 +41,38 @@ export function parseRedisAddress(address: string, tlsCert?: string): RedisSetti
   if (!Number.isInteger(db) || db < 0)
     throw new Error(`database must be a number, got ${JSON.stringify(dbPath)}`);
   const host = url.hostname.replace(/^\[(.*)\]$/, "$1");
-  const useTls = url.protocol === "rediss:" || (tlsCert !== undefined && tlsCert.trim() !== "");
-  const settings: RedisSettings = {
+  const useTls = protocol === "rediss" || (tlsCert !== undefined && tlsCert.trim() !== "");
+  // Shown as written (with or without a scheme), rebuilt from the parts so that the mask sees an
+  // unambiguous URL, and the password percent-encoded so that nothing in it can look like a delimiter.
+  const shown = `${scheme ? `${protocol}://` : ""}${userinfoText(username, password)}${hostForUri(host)}:${port}${db === 0 ? "" : `/${db}`}`;
+  return {
     host,
     port,
     db,
-    ...(url.username ? { username: decodeURIComponent(url.username) } : {}),
-    ...(url.password ? { password: decodeURIComponent(url.password) } : {}),
+    ...(username !== undefined ? { username } : {}),
+    ...(password !== undefined ? { password } : {}),
     ...(useTls ? { tls: { ...(tlsCert?.trim() ? { ca: tlsCert } : {}), servername: host } } : {}),
-    display: redactUrlPassword(hasScheme ? trimmed : `${host}:${port}`),
+    display: maskUrl(shown),
   };
-  return settings;
+}
+
+/** `user:password` (each percent-decoded when it is valid percent-encoding); empty parts are absent. */
+function splitUserinfo(userinfo: string | undefined): { username?: string; password?: string } {
+  if (userinfo === undefined) return {};
+  const colon = userinfo.indexOf(":");
+  const username = decodeLoosely(colon < 0 ? userinfo : userinfo.slice(0, colon));
+  const password = colon < 0 ? "" : decodeLoosely(userinfo.slice(colon + 1));
+  return { ...(username ? { username } : {}), ...(password ? { password } : {}) };
+}
+
+function userinfoText(username: string | undefined, password: string | undefined): string {
+  if (password !== undefined) return `${encodeURIComponent(username ?? "")}:${encodeURIComponent(password)}@`;
+  return username === undefined ? "" : `${encodeURIComponent(username)}@`;
+}
+
+/** A host as it appears in a URI: an IPv6 address in brackets. */
+function hostForUri(host: string): string {
+  return host.includes(":") ? `[${host}]` : host;
 }
 
 /** A zod field for REDIS_ADDRESS; TLS_CERT is applied afterwards by `withTlsCert`. */

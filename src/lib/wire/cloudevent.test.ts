@@ -1,8 +1,11 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { HTTP } from "cloudevents";
+import { isUri, isUriReference } from "../../../test/helpers/uri.js";
+import { loadDlqConfig } from "../../dlq/config.js";
 import { encodeEnvelope } from "../envelope.js";
-import { encodeDeadLetterEvent, encodeStreamEvent, parseEvent } from "./cloudevent.js";
+import { parseRedisAddress } from "../redis.js";
+import { encodeDeadLetterEvent, encodeStreamEvent, parseEvent, streamSource } from "./cloudevent.js";
 
 /** undici's flat `[name, value, ...]` list as the object Node's `req.headers` would be. */
 function headerObject(flat: readonly string[]): Record<string, string> {
@@ -67,7 +70,7 @@ test("a bad attempt is ignored, not fatal", () => {
 
 test("what the dispatcher sends, the consumer reads back", () => {
   const entry = { id: "1700000000000-0", fields: ["data", envelope, "attempts", "2"] };
-  const event = encodeStreamEvent(entry, "127.0.0.1:6379/mystream", "r-1", 3);
+  const event = encodeStreamEvent(entry, streamSource(parseRedisAddress("127.0.0.1:6379"), "s"), "r-1", 3);
   const headers = headerObject(event.headers);
   const parsed = parseEvent(headers, Buffer.from(event.body));
   assert.ok(parsed.ok);
@@ -79,15 +82,84 @@ test("what the dispatcher sends, the consumer reads back", () => {
 
 test("the dead-letter event is a valid binary-mode CloudEvent with JSON data", () => {
   const data = { deadLetterId: "9-0", reason: "max-attempts", entry: { data: envelope } };
-  const sent = encodeDeadLetterEvent("9-0", "127.0.0.1:6379/mystream", data);
+  const sent = encodeDeadLetterEvent("9-0", streamSource(parseRedisAddress("127.0.0.1:6379"), "s"), data);
   const headers = headerObject(sent.headers);
   const event = HTTP.toEvent({ headers, body: sent.body });
   assert.ok(!Array.isArray(event));
   assert.equal(event.specversion, "1.0");
   assert.equal(event.type, "dev.knative.async.deadletter");
   assert.equal(event.id, "9-0");
-  assert.equal(event.source, "127.0.0.1:6379/mystream");
+  assert.equal(event.source, "redis://127.0.0.1:6379/s");
   assert.equal(event.datacontenttype, "application/json");
   assert.ok(!Number.isNaN(Date.parse(String(event.time))));
   assert.deepEqual(event.data, data);
+});
+
+test("the strict URI-reference check refuses what strict receivers refuse", () => {
+  for (const good of [
+    "redis://127.0.0.1:6379/mystream",
+    "rediss://[::1]:6379/my%20stream",
+    "redis://[fe80::1:2]:7000/2/s",
+    "/mystream",
+    "mystream",
+    "urn:x:y",
+    "//host/s?q#f",
+  ]) {
+    assert.ok(isUriReference(good), good);
+  }
+  for (const bad of [
+    "127.0.0.1:6379/mystream",
+    ":***@host:6379/s",
+    "redis://h:1/my stream",
+    'redis://h:1/a"b',
+    "redis://h:1/a%zzb",
+    "redis://[::1/s",
+    "redis://h{x}:1/s",
+    "redis://h:1/s\u202e",
+    "redis://h:1/ü",
+  ]) {
+    assert.ok(!isUriReference(bad), bad);
+  }
+});
+
+test("the source is redis://host:port/stream for every form of REDIS_ADDRESS, never with a password", () => {
+  const rows: { address: string; tlsCert?: string; stream?: string; source: string }[] = [
+    { address: "127.0.0.1:6379", source: "redis://127.0.0.1:6379/mystream" },
+    { address: "redis.default.svc", source: "redis://redis.default.svc:6379/mystream" },
+    { address: "redis://bob:p@ss@redis.default.svc:6380", source: "redis://redis.default.svc:6380/mystream" },
+    { address: "bob:s3cr@t/x@10.0.0.1:6380/2", source: "redis://10.0.0.1:6380/2/mystream" },
+    { address: "rediss://:p4ss@cache.example.com", source: "rediss://cache.example.com:6379/mystream" },
+    { address: "cache:6380", tlsCert: "-----BEGIN CERTIFICATE-----", source: "rediss://cache:6380/mystream" },
+    { address: "[::1]:6379", source: "redis://[::1]:6379/mystream" },
+    { address: "redis://[fe80::1]:7000", source: "redis://[fe80::1]:7000/mystream" },
+    { address: "redis://h{x}%zz:6379", source: "redis://h%7Bx%7D%25zz:6379/mystream" },
+    { address: "127.0.0.1:6379", stream: "my stream", source: "redis://127.0.0.1:6379/my%20stream" },
+    {
+      address: "127.0.0.1:6379",
+      stream: 'a/b?c#d%e"ü\u202e{x}',
+      source: "redis://127.0.0.1:6379/a%2Fb%3Fc%23d%25e%22%C3%BC%E2%80%AE%7Bx%7D",
+    },
+    { address: "127.0.0.1:6379", stream: "s:1@x;y=z", source: "redis://127.0.0.1:6379/s%3A1%40x%3By%3Dz" },
+  ];
+  for (const row of rows) {
+    const { redis } = loadDlqConfig({
+      REDIS_ADDRESS: row.address,
+      ...(row.stream ? { REDIS_STREAM_NAME: row.stream } : {}),
+      ...(row.tlsCert ? { TLS_CERT: row.tlsCert } : {}),
+    });
+    const source = streamSource(redis, row.stream ?? "mystream");
+    assert.equal(source, row.source, row.address);
+    assert.ok(isUri(source), source);
+    assert.ok(!/p@ss|s3cr|p4ss|bob/.test(source), source);
+    for (const sent of [
+      encodeStreamEvent({ id: "1-0", fields: ["data", envelope] }, source, "r-1", 1),
+      encodeDeadLetterEvent("2-0", source, {}),
+    ]) {
+      const ceSource = headerObject(sent.headers)["ce-source"] ?? "";
+      assert.ok(isUriReference(ceSource), ceSource);
+      const event = HTTP.toEvent({ headers: headerObject(sent.headers), body: sent.body });
+      assert.ok(!Array.isArray(event));
+      assert.equal(event.source, source);
+    }
+  }
 });

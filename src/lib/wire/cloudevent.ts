@@ -15,6 +15,7 @@ import type { IncomingHttpHeaders } from "node:http";
 import { DATA_FIELD, fieldValue, type StreamEntry } from "../entry.js";
 import { type AsyncRequest, decodeEnvelope } from "../envelope.js";
 import { AsyncError } from "../errors.js";
+import type { RedisSettings } from "../redis.js";
 
 /** The type eventing-redis's RedisStreamSource sends; our dispatcher sends the same. */
 const STREAM_EVENT_TYPE = "dev.knative.sources.redisstream";
@@ -39,6 +40,25 @@ const CE_TIME = "ce-time";
 const CE_REQUEST_ID = `ce-${REQUEST_ID_ATTRIBUTE}`;
 const CE_ATTEMPT = `ce-${ATTEMPT_ATTRIBUTE}`;
 
+/** A CloudEvent `source`: a URI-reference, made only by `streamSource`. */
+export type EventSource = string & { readonly __eventSource: true };
+
+/**
+ * The source of every event we send about a stream, `redis://host:port/stream` (`rediss://` over TLS,
+ * `/<db>/stream` for a database other than 0), the form eventing-redis's RedisStreamSource sends. Built
+ * from the parsed settings, never from REDIS_ADDRESS as written: so it never holds a password, and it is
+ * a valid URI for every form of the address (strict receivers, such as the original consumer on
+ * CloudEvents sdk-go, answer 500 to `127.0.0.1:6379/mystream`). Host and stream name are
+ * percent-encoded, a lone surrogate in the name made U+FFFD first (it has no UTF-8 form to encode).
+ */
+export function streamSource(redis: RedisSettings, streamName: string): EventSource {
+  const scheme = redis.tls ? "rediss" : "redis";
+  const host = redis.host.includes(":") ? `[${redis.host}]` : encodeURIComponent(redis.host);
+  const db = redis.db === 0 ? "" : `/${redis.db}`;
+  const stream = encodeURIComponent(streamName.replace(/\p{Cs}/gu, "\uFFFD"));
+  return `${scheme}://${host}:${redis.port}${db}/${stream}` as EventSource;
+}
+
 /** A binary-mode event ready to send: undici's flat `[name, value, ...]` header list, and the body. */
 export interface BinaryEvent {
   readonly headers: string[];
@@ -48,7 +68,7 @@ export interface BinaryEvent {
 /** The stream event for one delivery attempt of `entry`: on the dispatcher's hot path, so kept flat. */
 export function encodeStreamEvent(
   entry: StreamEntry,
-  source: string,
+  source: EventSource,
   requestId: string,
   attempt: number,
 ): BinaryEvent {
@@ -58,12 +78,12 @@ export function encodeStreamEvent(
 }
 
 /** The event that reports a dead-lettered entry; `data` is sent as JSON. */
-export function encodeDeadLetterEvent(deadLetterId: string, source: string, data: unknown): BinaryEvent {
+export function encodeDeadLetterEvent(deadLetterId: string, source: EventSource, data: unknown): BinaryEvent {
   return { headers: binaryHeaders(DEAD_LETTER_EVENT_TYPE, deadLetterId, source), body: JSON.stringify(data) };
 }
 
 /** The required attributes, and the JSON content type of the data. */
-function binaryHeaders(type: string, id: string, source: string): string[] {
+function binaryHeaders(type: string, id: string, source: EventSource): string[] {
   return [
     "content-type",
     JSON_CONTENT_TYPE,
