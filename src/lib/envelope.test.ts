@@ -107,3 +107,68 @@ test("encodeEnvelopeBuffer writes the very bytes of encodeEnvelope, for every ki
     }
   }
 });
+
+/** A large envelope's fields, whichever way it was decoded. */
+function fieldsOf(request: ReturnType<typeof decodeEnvelope>) {
+  const { id, url, method, headers, acceptedAt, policy } = request;
+  return { id, url, method, headers, acceptedAt, policy, body: request.body };
+}
+
+test("a large envelope read as a Buffer decodes in place to what JSON.parse gives", () => {
+  const large = 70 * 1024;
+  const bodies = [
+    Buffer.alloc(large, "x"),
+    Buffer.from(`"quoted" \\ \n ${"é中🚀".repeat(large / 8)}`),
+    randomBytes(large),
+    Buffer.from(JSON.stringify({ items: Array.from({ length: 4000 }, (_, i) => ({ i, s: `line ${i}\n` })) })),
+  ];
+  for (const body of bodies) {
+    const request = { ...base, body, acceptedAt: 5, policy: { maxAttempts: 2 } };
+    const data = encodeEnvelopeBuffer(request);
+    assert.ok(data.length >= 64 * 1024);
+    assert.deepEqual(fieldsOf(decodeEnvelope(data)), fieldsOf(decodeEnvelope(data.toString())));
+    assert.deepEqual(decodeEnvelope(data).body, body);
+  }
+  // Other writers' forms: base64 with line breaks, escaped slashes, the body member twice or escaped.
+  const mime = randomBytes(large);
+  const wrapped = mime.toString("base64").replace(/(.{76})/g, "$1\r\n");
+  const forms = [
+    `{"id":"m","url":"http://a/","bodyEncoding":"base64","body":${JSON.stringify(wrapped)}}`,
+    `{"id":"s","url":"http://a/","body":"${"a\\/b".repeat(large / 4)}"}`,
+    `{"id":"d","url":"http://a/","body":"${"x".repeat(large)}","body":"second"}`,
+    `{"id":"e","url":"http://a/","b\\u006fdy":"${"y".repeat(large)}"}`,
+    `{"id":"n","url":"http://a/","body":null,"pad":"${"z".repeat(large)}"}`,
+  ];
+  for (const text of forms) {
+    assert.deepEqual(decodeEnvelope(Buffer.from(text)).body, decodeEnvelope(text).body, text.slice(0, 60));
+  }
+  assert.deepEqual(decodeEnvelope(Buffer.from(forms[0] as string)).body, mime);
+});
+
+test("a large envelope's plain body is a view of the entry's own bytes, decoded only when read", () => {
+  const data = encodeEnvelopeBuffer({ ...base, body: Buffer.alloc(100_000, "p") });
+  const request = decodeEnvelope(data);
+  assert.equal(request.body.buffer, data.buffer);
+  assert.equal(request.body, request.body, "decoded once");
+  assert.deepEqual({ ...request }.body, request.body, "a copy of the request keeps the body");
+});
+
+test("a large envelope that is broken anywhere is refused like a small one", () => {
+  const pad = "x".repeat(70 * 1024);
+  const cases = [
+    `{"id":"x","url":"http://a/","body":"${pad}"`,
+    `{"id":"x","url":"http://a/","body":"${pad}\\q"}`,
+    `{"id":"x","url":"http://a/","body":"${pad}\u0001"}`,
+    `{"id":"x","url":"http://a/","body":"${pad}","header":[1]}`,
+    `{"id":"x","url":"http://a/","body":"${pad}",}`,
+    `{"id":"x","url":"/relative","body":"${pad}"}`,
+    `{"id":"x","url":"http://a/","body":"${pad}","bodyEncoding":"gzip"}`,
+  ];
+  for (const text of cases) {
+    assert.throws(
+      () => decodeEnvelope(Buffer.from(text)),
+      (err: unknown) => err instanceof AsyncError && err.code === ErrorCode.MalformedEvent,
+      text.slice(-40),
+    );
+  }
+});

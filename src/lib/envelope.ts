@@ -13,6 +13,7 @@
  */
 import { isAscii, isUtf8 } from "node:buffer";
 import { AsyncError, ErrorCode } from "./errors.js";
+import { IN_PLACE_MIN_BYTES, stringMemberSpan, unescapeJsonString } from "./json-bytes.js";
 import { maskUrl } from "./redact.js";
 
 export type HeaderMap = Record<string, string[]>;
@@ -32,6 +33,7 @@ export interface AsyncRequest {
   readonly method: string;
   /** Canonical (Go-style) header names, each with its list of values. */
   readonly headers: HeaderMap;
+  /** Decoded when first read, for a decoded envelope (see decodeEnvelope). */
   readonly body: Buffer;
   readonly acceptedAt?: number;
   readonly policy?: DeliveryPolicyOverrides;
@@ -102,8 +104,30 @@ function malformed(reason: string): AsyncError {
 
 const METHOD_TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 
-/** Decodes an envelope written by us or by the original producer. Throws MalformedEvent on bad input. */
-export function decodeEnvelope(text: string): AsyncRequest {
+/** The envelope's member that holds the body. */
+const BODY_MEMBER = "body";
+
+/** Base64 is decoded in slices of this many characters (a multiple of 4), never as one JS string. */
+const BASE64_SLICE = 48 * 1024;
+
+/**
+ * Decodes an envelope written by us or by the original producer. Throws MalformedEvent on bad input.
+ * The body is decoded when first read, so that a reader that only forwards the envelope (the
+ * dispatcher's CloudEvent) never makes a copy of it; whatever could be wrong with it is found here.
+ * A large envelope held as a Buffer is decoded in place: its body is found and checked where it lies,
+ * JSON.parse reads the rest, and the body is a view of the same memory unless it has escapes.
+ */
+export function decodeEnvelope(data: string | Buffer): AsyncRequest {
+  if (typeof data === "string") return requestFrom(parseJson(data), undefined);
+  if (data.length < IN_PLACE_MIN_BYTES) return requestFrom(parseJson(data.toString()), undefined);
+  const span = stringMemberSpan(data, BODY_MEMBER);
+  if (span === undefined) return requestFrom(parseJson(data.toString()), undefined);
+  // The body's string swapped for an empty one: the same document to JSON.parse, less the body.
+  const rest = `${data.toString("utf8", 0, span.start - 1)}""${data.toString("utf8", span.end + 1)}`;
+  return requestFrom(parseJson(rest), () => unescapeJsonString(data, span));
+}
+
+function parseJson(text: string): Record<string, unknown> {
   let parsed: unknown;
   try {
     parsed = JSON.parse(text);
@@ -112,8 +136,11 @@ export function decodeEnvelope(text: string): AsyncRequest {
   }
   if (parsed === null || typeof parsed !== "object" || Array.isArray(parsed))
     throw malformed("not an object");
-  const raw = parsed as Record<string, unknown>;
+  return parsed as Record<string, unknown>;
+}
 
+/** `bodyText`: the body's text as bytes, when it was left in the Buffer; else it is `raw.body`. */
+function requestFrom(raw: Record<string, unknown>, bodyText: (() => Buffer) | undefined): AsyncRequest {
   const id = raw.id;
   if (typeof id !== "string" || id === "") throw malformed("missing id");
   const url = raw.url;
@@ -130,25 +157,17 @@ export function decodeEnvelope(text: string): AsyncRequest {
   const method = raw.method === undefined || raw.method === "" ? "GET" : raw.method;
   if (typeof method !== "string" || !METHOD_TOKEN.test(method)) throw malformed("bad method");
 
-  const headers: HeaderMap = {};
-  if (raw.header !== undefined && raw.header !== null) {
-    if (typeof raw.header !== "object" || Array.isArray(raw.header)) throw malformed("header is not a map");
-    for (const [name, values] of Object.entries(raw.header as Record<string, unknown>)) {
-      const list = Array.isArray(values) ? values : [values];
-      if (!list.every((v) => typeof v === "string")) throw malformed(`header ${name} has a non-string value`);
-      const key = canonicalHeaderName(name);
-      headers[key] = headers[key]
-        ? [...(headers[key] as string[]), ...(list as string[])]
-        : (list as string[]);
-    }
-  }
-
-  let body: Buffer;
+  const headers = decodeHeaders(raw.header);
   const rawBody = raw.body ?? "";
   if (typeof rawBody !== "string") throw malformed("body is not a string");
-  if (raw.bodyEncoding === "base64") body = Buffer.from(rawBody, "base64");
-  else if (raw.bodyEncoding === undefined) body = Buffer.from(rawBody, "utf8");
-  else throw malformed(`unknown bodyEncoding ${JSON.stringify(raw.bodyEncoding)}`);
+  const base64 = raw.bodyEncoding === "base64";
+  if (!base64 && raw.bodyEncoding !== undefined)
+    throw malformed(`unknown bodyEncoding ${JSON.stringify(raw.bodyEncoding)}`);
+  const decodeBody = (): Buffer => {
+    if (bodyText === undefined) return Buffer.from(rawBody, base64 ? "base64" : "utf8");
+    return base64 ? fromBase64(bodyText()) : bodyText();
+  };
+  let body: Buffer | undefined;
 
   const acceptedAt =
     typeof raw.acceptedAt === "number" && Number.isFinite(raw.acceptedAt) ? raw.acceptedAt : undefined;
@@ -158,10 +177,45 @@ export function decodeEnvelope(text: string): AsyncRequest {
     url,
     method: method.toUpperCase(),
     headers,
-    body,
+    get body() {
+      body ??= decodeBody();
+      return body;
+    },
     ...(acceptedAt === undefined ? {} : { acceptedAt }),
     ...(policy === undefined ? {} : { policy }),
   };
+}
+
+function decodeHeaders(header: unknown): HeaderMap {
+  const headers: HeaderMap = {};
+  if (header === undefined || header === null) return headers;
+  if (typeof header !== "object" || Array.isArray(header)) throw malformed("header is not a map");
+  for (const [name, values] of Object.entries(header as Record<string, unknown>)) {
+    const list = Array.isArray(values) ? values : [values];
+    if (!list.every((v) => typeof v === "string")) throw malformed(`header ${name} has a non-string value`);
+    const key = canonicalHeaderName(name);
+    headers[key] = headers[key] ? [...(headers[key] as string[]), ...(list as string[])] : (list as string[]);
+  }
+  return headers;
+}
+
+/**
+ * Base64 text held in a Buffer to the bytes it stands for, a slice at a time, so the text never becomes
+ * one JS string. Every slice but the last must decode to exactly 3 bytes per 4 characters; one that
+ * does not holds something Buffer.from skips (a line break, say), after which the slices would not line
+ * up: such text is decoded whole instead, as Buffer.from takes it.
+ */
+function fromBase64(text: Buffer): Buffer {
+  const out = Buffer.allocUnsafe(Math.ceil((text.length * 3) / 4));
+  let written = 0;
+  for (let at = 0; at < text.length; at += BASE64_SLICE) {
+    const end = Math.min(at + BASE64_SLICE, text.length);
+    const bytes = out.write(text.toString("latin1", at, end), written, "base64");
+    if (end < text.length && bytes !== (BASE64_SLICE / 4) * 3)
+      return Buffer.from(text.toString("latin1"), "base64");
+    written += bytes;
+  }
+  return out.subarray(0, written);
 }
 
 function decodePolicy(value: unknown): DeliveryPolicyOverrides | undefined {
