@@ -18,6 +18,15 @@ import { DEFAULT_RETRYABLE_STATUSES } from "../lib/outcome.js";
 import { type RedisSettings, redisEnvFields, redisFromEnv } from "../lib/redis.js";
 import { redisHostPattern, type TargetRules, targetEnvFields, targetRulesFromEnv } from "../lib/target.js";
 
+/**
+ * Sized for the shipped 512Mi pod (config/core/600-dispatcher.yaml): an entry in flight is held about
+ * twice (as read, and as the event or request sent), and as much again waits for the garbage collector
+ * (V8 collects large Buffers only every few tens of MB); on top of a base of about 100 MB this keeps the
+ * dispatcher, and the consumer it feeds, near half that limit whatever the bodies weigh (about 200 MB
+ * draining 6 MB bodies, bench/RESULTS.md), while entries of up to 160 KiB still fill all 100 slots.
+ */
+const DEFAULT_BYTES_IN_FLIGHT = 16 * 1024 * 1024;
+
 /** Every environment variable the dispatcher reads; the keys are the names. */
 export const dispatcherEnvSchema = z.object({
   ...serverEnvFields,
@@ -29,6 +38,11 @@ export const dispatcherEnvSchema = z.object({
   DISPATCH_MODE: z.enum(["cloudevent", "direct"]).default("cloudevent"),
   K_SINK: urlSetting.optional(),
   DISPATCH_CONCURRENCY: intSetting(100, 1, 10_000),
+  /**
+   * Bytes of entries in flight at most (their fields as read): the dispatcher reads fewer entries when
+   * they are large. An entry larger than this still goes, alone.
+   */
+  DISPATCH_BYTES_IN_FLIGHT: intSetting(DEFAULT_BYTES_IN_FLIGHT, 1),
   MAX_ATTEMPTS: intSetting(10, 1, 1000),
   MIN_BACKOFF: durationSetting("1s"),
   MAX_BACKOFF: durationSetting("5m"),
@@ -70,6 +84,8 @@ interface DispatcherSettings {
   readonly group: string;
   readonly consumerName: string;
   readonly concurrency: number;
+  /** DISPATCH_BYTES_IN_FLIGHT. */
+  readonly bytesInFlight: number;
   readonly retry: RetrySettings;
   readonly claimIdleMs: number;
   readonly deadLetterSink?: string;
@@ -99,6 +115,7 @@ export function loadDispatcherConfig(env: Env): DispatcherConfig {
     consumerName: e.DISPATCHER_NAME ?? `${hostname()}-${process.pid}`,
     ...dispatchMode(e.DISPATCH_MODE, e.K_SINK),
     concurrency: e.DISPATCH_CONCURRENCY,
+    bytesInFlight: e.DISPATCH_BYTES_IN_FLIGHT,
     retry: Object.freeze({
       maxAttempts: e.MAX_ATTEMPTS,
       minBackoffMs: e.MIN_BACKOFF,

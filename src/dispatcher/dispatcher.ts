@@ -26,7 +26,7 @@ import { createServer, type Server } from "node:http";
 import type { Redis } from "ioredis";
 import type { Registry } from "prom-client";
 import { Backoff } from "../lib/backoff.js";
-import { ageOrigin, DATA_FIELD, fieldValue, readMeta, type StreamEntry } from "../lib/entry.js";
+import { ageOrigin, DATA_FIELD, entryBytes, fieldValue, readMeta, type StreamEntry } from "../lib/entry.js";
 import { type AsyncRequest, decodeEnvelope } from "../lib/envelope.js";
 import { AsyncError, ErrorCode } from "../lib/errors.js";
 import { closeServer, listen, type Readiness, sendJson, serveAdmin } from "../lib/http.js";
@@ -145,7 +145,13 @@ class StreamDispatcher implements Dispatcher {
             targets: config.targets,
           });
     const registry = deps.registry ?? createRegistry("dispatcher");
-    this.#metrics = createMetrics(registry, this.#commands, this.#keys, config.group);
+    this.#metrics = createMetrics(
+      registry,
+      this.#commands,
+      this.#keys,
+      config.group,
+      () => this.#slots.bytes,
+    );
     this.#observers = { metrics: this.#metrics, logger: this.#logger, onAttempt: deps.onAttempt };
     this.#server = createServer((req, res) => {
       if (serveAdmin(req, res, { registry, ready: () => this.#readiness() })) return;
@@ -154,7 +160,7 @@ class StreamDispatcher implements Dispatcher {
         message: "the dispatcher serves only /healthz, /readyz and /metrics",
       });
     });
-    this.#slots = new Slots(config.concurrency);
+    this.#slots = new Slots(config.concurrency, config.bytesInFlight);
     this.#lease = new LeaseKeeper({
       redis: this.#commands,
       scripts: this.#scripts,
@@ -165,7 +171,7 @@ class StreamDispatcher implements Dispatcher {
       logger: this.#logger,
       metrics: this.#metrics,
       inFlight: () => this.#slots.ids,
-      freeSlots: () => this.#slots.free(),
+      room: () => this.#slots.readable(),
       groupReady: () => this.#groupReady,
       start: (entry, deliveries) => this.#start(entry, deliveries),
     });
@@ -210,20 +216,26 @@ class StreamDispatcher implements Dispatcher {
 
   /**
    * The read loop: one blocking XREADGROUP at a time on its own connection, asking for no more entries
-   * than there are free delivery slots, so memory stays bounded whatever the backlog.
+   * than there are free delivery slots and room in the bytes in flight (./slots.ts), so memory stays
+   * bounded whatever the backlog and whatever its bodies weigh.
    */
   async #read(closing: AbortSignal): Promise<void> {
     const readMinSlots = Math.max(1, Math.min(READ_MIN_SLOTS, Math.floor(this.#config.concurrency / 4)));
+    const slots = this.#slots;
     const backoff = new Backoff(READ_BACKOFF);
     while (!closing.aborted) {
       try {
         if (!this.#groupReady) await this.#ensureGroup();
-        await this.#slots.waitFor(1, closing);
+        await slots.waitUntil(() => slots.readable() > 0, closing);
         // Slots free up one by one under load: a short wait for more makes one read of many entries.
-        if (this.#slots.free() < readMinSlots)
-          await this.#slots.waitFor(readMinSlots, closing, READ_GATHER_MS);
+        const gather = Math.min(readMinSlots, slots.readableWhenIdle());
+        if (slots.readable() < gather)
+          await slots.waitUntil(() => slots.readable() >= gather, closing, READ_GATHER_MS);
+        // A take-over may have taken the room meanwhile; COUNT 0 would mean no limit at all.
+        const count = Math.min(slots.readable(), MAX_READ_BATCH);
         if (closing.aborted) break;
-        const entries = await this.#readEntries(Math.min(this.#slots.free(), MAX_READ_BATCH));
+        if (count < 1) continue;
+        const entries = await this.#readEntries(count);
         backoff.reset();
         for (const entry of entries) this.#start(entry);
       } catch (err) {
@@ -270,9 +282,12 @@ class StreamDispatcher implements Dispatcher {
     return { ready: true };
   }
 
-  /** New entries for this consumer, `count` at most; none when none came within READ_BLOCK_MS. */
+  /**
+   * New entries for this consumer, `count` at most; none when none came within READ_BLOCK_MS. Their
+   * fields stay Buffers as Redis sent them: an envelope is held once, outside the V8 heap.
+   */
   async #readEntries(count: number): Promise<StreamEntry[]> {
-    const reply = (await this.#reader.xreadgroup(
+    const reply = (await this.#reader.xreadgroupBuffer(
       "GROUP",
       this.#config.group,
       this.#config.consumerName,
@@ -283,13 +298,15 @@ class StreamDispatcher implements Dispatcher {
       "STREAMS",
       this.#keys.stream,
       ">",
-    )) as [string, [string, string[]][]][] | null;
-    return (reply ?? []).flatMap(([, entries]) => entries.map(([id, fields]) => ({ id, fields })));
+    )) as [Buffer, [Buffer, Buffer[]][]][] | null;
+    return (reply ?? []).flatMap(([, entries]) =>
+      entries.map(([id, fields]) => ({ id: id.toString(), fields })),
+    );
   }
 
   /** Delivers an entry in a slot of its own; `deliveries` counts those started on dispatchers that died. */
   #start(entry: StreamEntry, deliveries = 1): void {
-    if (!this.#slots.take(entry.id)) return;
+    if (!this.#slots.take(entry.id, entryBytes(entry))) return;
     this.#metrics.inFlight.set(this.#slots.used);
     this.#deliver(entry, deliveries)
       .catch((err) =>

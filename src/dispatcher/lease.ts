@@ -26,14 +26,19 @@ export interface LeaseKeeperOptions {
   readonly claimIdleMs: number;
   readonly logger: Logger;
   readonly metrics: Pick<DispatcherMetrics, "claimed">;
-  /** Ids of the entries being delivered here. */
-  inFlight(): ReadonlySet<string>;
-  /** How many more entries may start now. */
-  freeSlots(): number;
+  /** Ids of the entries being delivered here (the keys). */
+  inFlight(): ReadonlyMap<string, unknown>;
+  /** How many more entries may start now, by slots and bytes in flight (./slots.ts). */
+  room(): number;
   /** False until the consumer group exists. */
   groupReady(): boolean;
   /** Starts delivering an entry taken over, which had `deliveries` deliveries already. */
   start(entry: StreamEntry, deliveries: number): void;
+}
+
+/** The one ioredis command used here that its types do not declare. */
+interface BufferCommands {
+  xautoclaimBuffer(...args: (string | number)[]): Promise<unknown>;
 }
 
 export class LeaseKeeper {
@@ -61,7 +66,7 @@ export class LeaseKeeper {
   }
 
   #refresh(): void {
-    const ids = [...this.options.inFlight()];
+    const ids = [...this.options.inFlight().keys()];
     if (ids.length === 0) return;
     // Entries another dispatcher took meanwhile are reported by the script; the finishing moves check
     // ownership again, so nothing more is needed here than to keep the others' claims fresh.
@@ -88,9 +93,11 @@ export class LeaseKeeper {
   /** Takes over entries left pending by dispatchers that died (their claims went stale). */
   async #takeOver(): Promise<void> {
     const { redis, keys, group, consumer, claimIdleMs, logger } = this.options;
-    const room = Math.min(this.options.freeSlots(), MAX_TAKEOVER);
+    const room = Math.min(this.options.room(), MAX_TAKEOVER);
     if (room > 0) {
-      const [next, entries] = (await redis.xautoclaim(
+      // As Buffers, as the read loop reads them (see dispatcher.ts). ioredis has the command but no type
+      // for it, and its callBuffer() loses the command name under auto-pipelining.
+      const [next, claimed] = (await (redis as unknown as BufferCommands).xautoclaimBuffer(
         keys.stream,
         group,
         consumer,
@@ -98,11 +105,14 @@ export class LeaseKeeper {
         this.#claimCursor,
         "COUNT",
         room,
-      )) as [string, [string, string[] | null][], string[]?];
-      this.#claimCursor = next;
+      )) as [Buffer, [Buffer, Buffer[] | null][], Buffer[]?];
+      this.#claimCursor = next.toString();
+      const entries = claimed.map(([id, fields]) => [id.toString(), fields] as const);
       // A deleted entry comes back without fields; one in flight here was ours all along.
       const inFlight = this.options.inFlight();
-      const live = entries.filter((e): e is [string, string[]] => e[1] !== null && !inFlight.has(e[0]));
+      const live = entries.filter(
+        (e): e is readonly [string, Buffer[]] => e[1] !== null && !inFlight.has(e[0]),
+      );
       const deliveries = await Promise.all(live.map(([id]) => this.#deliveryCount(id)));
       live.forEach(([id, fields], i) => {
         logger.info(

@@ -18,7 +18,14 @@ export interface AttemptResult {
   readonly ageMs: number | undefined;
 }
 
-export function createMetrics(registry: Registry, redis: Redis, keys: StreamKeys, group: string) {
+/** `bytesInFlight`: the bytes of the entries in flight, read when the metrics are collected. */
+export function createMetrics(
+  registry: Registry,
+  redis: Redis,
+  keys: StreamKeys,
+  group: string,
+  bytesInFlight: () => number,
+) {
   const attempts = new Counter({
     name: "knative_async_dispatcher_attempts_total",
     help: "Delivery attempts by result (delivered, retry, dead-letter, lease_lost) and reason or outcome class",
@@ -41,6 +48,14 @@ export function createMetrics(registry: Registry, redis: Redis, keys: StreamKeys
     name: "knative_async_dispatcher_in_flight",
     help: "Deliveries in progress on this dispatcher",
     registers: [registry],
+  });
+  new Gauge({
+    name: "knative_async_dispatcher_bytes_in_flight",
+    help: "Bytes of the entries in progress on this dispatcher (DISPATCH_BYTES_IN_FLIGHT bounds them)",
+    registers: [registry],
+    collect() {
+      this.set(bytesInFlight());
+    },
   });
   const claimed = new Counter({
     name: "knative_async_dispatcher_claimed_total",

@@ -151,7 +151,11 @@ export class EntryMoves {
     );
     this.options.onDeadLetter?.({ entryId: entry.id, deadLetterId, reason });
     if (deadLetterSink) {
-      const body = { deadLetterId, reason, entry: Object.fromEntries(fieldPairs(fields)) };
+      // As text: the notice is JSON, and a Buffer would turn into a list of numbers there.
+      const stored = Object.fromEntries(
+        [...fieldPairs(fields)].map(([name, value]) => [name, value.toString()]),
+      );
+      const body = { deadLetterId, reason, entry: stored };
       notifyDeadLetterSink(deadLetterSink, this.options.source, deadLetterId, body).catch((err) =>
         logger.warn(
           { err: String(err), deadLetterId },

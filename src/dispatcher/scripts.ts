@@ -7,6 +7,7 @@
  * took over (its claim went stale) changes nothing about it, and is told so.
  */
 import type { Redis } from "ioredis";
+import type { FieldValue } from "../lib/entry.js";
 import { AsyncError, ErrorCode } from "../lib/errors.js";
 import type { StreamKeys } from "../lib/keys.js";
 import { loadScript, type Script } from "../lib/scripts.js";
@@ -66,11 +67,15 @@ export class DispatcherScripts {
    * Moves an entry to the retry schedule, due in `delayMs`, to come back with `fields`. Returns when it
    * is due (ms, Redis clock), or undefined when the entry is no longer ours.
    */
-  async scheduleRetry(id: string, delayMs: number, fields: readonly string[]): Promise<number | undefined> {
+  async scheduleRetry(
+    id: string,
+    delayMs: number,
+    fields: readonly FieldValue[],
+  ): Promise<number | undefined> {
     const { keys, group, consumer } = this.options;
     const due = (await this.#scheduleRetry(
       [keys.stream, keys.retrySchedule, keys.retryEntries],
-      [group, consumer, id, delayMs, JSON.stringify(fields)],
+      [group, consumer, id, delayMs, ...fields],
     )) as number;
     return due === 0 ? undefined : due;
   }
@@ -80,7 +85,7 @@ export class DispatcherScripts {
    * id, or undefined when the entry is no longer ours. Rejects with ASYNC_ERR_MALFORMED_EVENT, changing
    * nothing, when `fields` is longer than the script can write in one XADD.
    */
-  async deadLetter(id: string, fields: readonly string[]): Promise<string | undefined> {
+  async deadLetter(id: string, fields: readonly FieldValue[]): Promise<string | undefined> {
     const { keys, group, consumer } = this.options;
     const deadLetterId = (await this.#deadLetter(
       [keys.stream, keys.deadLetter],

@@ -69,29 +69,56 @@ const REWRITTEN_FIELDS: ReadonlySet<string> = new Set([
   ...Object.values(DEAD_LETTER_FIELDS),
 ]);
 
+/**
+ * A field name or value as read: text, or bytes. The dispatcher reads entries as Buffers, so that an
+ * envelope of megabytes is held once, outside the V8 heap, and sent on as it is.
+ */
+export type FieldValue = string | Buffer;
+
 /** An entry as XREADGROUP, XRANGE and XAUTOCLAIM return it. */
 export interface StreamEntry {
   readonly id: string;
   /** The entry's flat field list: `["data", "<envelope>", ...]`. */
-  readonly fields: readonly string[];
+  readonly fields: readonly FieldValue[];
+}
+
+/** Whether a field name read as text or bytes is `name` (one of ours: ASCII), without a copy. */
+function isField(value: FieldValue | undefined, name: string): boolean {
+  if (typeof value === "string" || value === undefined) return value === name;
+  if (value.length !== name.length) return false;
+  for (let i = 0; i < name.length; i++) if (value[i] !== name.charCodeAt(i)) return false;
+  return true;
 }
 
 /** The value of `field` in a flat field list, or undefined. */
-export function fieldValue(fields: readonly string[], field: string): string | undefined {
+export function fieldValue<T extends FieldValue>(fields: readonly T[], field: string): T | undefined {
   for (let i = 0; i + 1 < fields.length; i += 2) {
-    if (fields[i] === field) return fields[i + 1];
+    if (isField(fields[i], field)) return fields[i + 1];
   }
   return undefined;
 }
 
-/** The `[name, value]` pairs of a flat field list. */
-export function* fieldPairs(fields: readonly string[]): Generator<[string, string]> {
-  for (let i = 0; i + 1 < fields.length; i += 2) yield [fields[i] as string, fields[i + 1] as string];
+/** The value of `field` as text (UTF-8), or undefined: for the short fields of ours. */
+export function fieldText(fields: readonly FieldValue[], field: string): string | undefined {
+  const value = fieldValue(fields, field);
+  return value === undefined ? undefined : value.toString();
+}
+
+/** The `[name, value]` pairs of a flat field list, the names as text. */
+export function* fieldPairs<T extends FieldValue>(fields: readonly T[]): Generator<[string, T]> {
+  for (let i = 0; i + 1 < fields.length; i += 2) yield [(fields[i] as T).toString(), fields[i + 1] as T];
+}
+
+/** The bytes of an entry's fields: what holding it in memory costs, near enough. */
+export function entryBytes(entry: StreamEntry): number {
+  let bytes = entry.id.length;
+  for (const value of entry.fields) bytes += value.length;
+  return bytes;
 }
 
 /** A time field (ms since the epoch), or undefined when it is absent or not a positive number. */
-function timeField(fields: readonly string[], field: string): number | undefined {
-  const ms = Number(fieldValue(fields, field));
+function timeField(fields: readonly FieldValue[], field: string): number | undefined {
+  const ms = Number(fieldText(fields, field));
   return Number.isFinite(ms) && ms > 0 ? ms : undefined;
 }
 
@@ -102,8 +129,8 @@ export interface EntryMeta {
   readonly firstAttemptAt?: number;
 }
 
-export function readMeta(fields: readonly string[]): EntryMeta {
-  const attempts = Number(fieldValue(fields, ENTRY_META_FIELDS.attempts) ?? "0");
+export function readMeta(fields: readonly FieldValue[]): EntryMeta {
+  const attempts = Number(fieldText(fields, ENTRY_META_FIELDS.attempts) ?? "0");
   const firstAttemptAt = timeField(fields, ENTRY_META_FIELDS.firstAttemptAt);
   return {
     attempts: Number.isInteger(attempts) && attempts >= 0 ? attempts : 0,
@@ -117,7 +144,7 @@ export function readMeta(fields: readonly string[]): EntryMeta {
  * over with a full set of attempts, and so with a full max age: otherwise an entry dead-lettered past
  * its max age could never be replayed.
  */
-export function ageOrigin(acceptedAt: number | undefined, fields: readonly string[]): number | undefined {
+export function ageOrigin(acceptedAt: number | undefined, fields: readonly FieldValue[]): number | undefined {
   const replayedAt = timeField(fields, REPLAYED_AT_FIELD);
   if (replayedAt === undefined) return acceptedAt;
   return Math.max(replayedAt, acceptedAt ?? 0);
@@ -146,17 +173,17 @@ export interface RewriteOptions {
  * The entry's fields with the delivery context replaced: `data` first, then other fields (at most
  * `extraFields` unknown ones, plus `replayedAt`), `droppedFields` when any were ever dropped, then ours.
  */
-export function withMeta(
-  fields: readonly string[],
+export function withMeta<T extends FieldValue>(
+  fields: readonly T[],
   meta: AttemptsSoFar,
   options: RewriteOptions = {},
-): string[] {
-  const out: string[] = [];
+): (T | string)[] {
+  const out: (T | string)[] = [];
   const data = fieldValue(fields, DATA_FIELD);
   if (data !== undefined) out.push(DATA_FIELD, data);
   const maxExtra = options.extraFields ?? MAX_EXTRA_FIELDS;
   let extra = 0;
-  let dropped = Number(fieldValue(fields, DROPPED_FIELDS_FIELD) ?? 0) || 0;
+  let dropped = Number(fieldText(fields, DROPPED_FIELDS_FIELD) ?? 0) || 0;
   for (const [name, value] of fieldPairs(fields)) {
     if (REWRITTEN_FIELDS.has(name)) continue;
     if (name === REPLAYED_AT_FIELD || extra++ < maxExtra) out.push(name, value);
@@ -187,12 +214,12 @@ export interface DeadLetterNote {
 }
 
 /** The fields of the dead-letter entry for a request-stream entry. */
-export function deadLetterFields(
-  fields: readonly string[],
+export function deadLetterFields<T extends FieldValue>(
+  fields: readonly T[],
   meta: AttemptsSoFar,
   note: DeadLetterNote,
   options: RewriteOptions = {},
-): string[] {
+): (T | string)[] {
   return [
     ...withMeta(fields, meta, options),
     DEAD_LETTER_FIELDS.reason,

@@ -3,7 +3,7 @@ import { test } from "node:test";
 import { HTTP } from "cloudevents";
 import { isUri, isUriReference } from "../../../test/helpers/uri.js";
 import { loadDlqConfig } from "../../dlq/config.js";
-import { encodeEnvelope } from "../envelope.js";
+import { encodeEnvelope, encodeEnvelopeBuffer } from "../envelope.js";
 import { parseRedisAddress } from "../redis.js";
 import { encodeDeadLetterEvent, encodeStreamEvent, parseEvent, streamSource } from "./cloudevent.js";
 
@@ -14,13 +14,14 @@ function headerObject(flat: readonly string[]): Record<string, string> {
   return headers;
 }
 
-const envelope = encodeEnvelope({
+const request = {
   id: "r-1",
   url: "http://hello.default.svc.cluster.local/x?y=1",
   method: "POST",
   headers: { "Content-Type": ["text/plain"] },
   body: Buffer.from("hi"),
-});
+};
+const envelope = encodeEnvelope(request);
 const binary = { "ce-specversion": "1.0", "ce-id": "1-0", "content-type": "application/json" };
 
 test("binary mode: id, attempt and the envelope from the field list", () => {
@@ -78,6 +79,33 @@ test("what the dispatcher sends, the consumer reads back", () => {
   assert.equal(parsed.attempt, 3);
   assert.equal(parsed.request.id, "r-1");
   assert.equal(headers["ce-asyncrequestid"], "r-1");
+});
+
+test("a large entry read as Buffers: the event is JSON.stringify's bytes, and reads back in place", () => {
+  const source = streamSource(parseRedisAddress("127.0.0.1:6379"), "s");
+  const text = Buffer.from(`"q" \\ \n \u0001 é中🚀 ${"x".repeat(100_000)}`);
+  for (const body of [text, Buffer.alloc(100_000, 7), Buffer.from([0xff, 0xfe, 0, 0x80, 0x22])]) {
+    const stored = encodeEnvelopeBuffer({ ...request, body });
+    const fields = [Buffer.from("other"), Buffer.from('o"x'), Buffer.from("data"), stored];
+    const event = encodeStreamEvent({ id: "1-0", fields }, source, "r-1", 1);
+    assert.ok(Buffer.isBuffer(event.body) || stored.length < 64 * 1024);
+    assert.deepEqual(Buffer.from(event.body), Buffer.from(JSON.stringify(fields.map(String))));
+    const parsed = parseEvent(headerObject(event.headers), Buffer.from(event.body));
+    assert.ok(parsed.ok);
+    assert.deepEqual(parsed.request.body, body);
+  }
+});
+
+test("a large event that is not a field list of strings is refused as the text path says", () => {
+  const pad = "x".repeat(70_000);
+  const cases: [string, string][] = [
+    [`["data",${JSON.stringify(envelope)},"x",1,"${pad}"]`, "data is not a list of strings"],
+    [`["data",${JSON.stringify(envelope)},"${pad}"`, "data is not JSON"],
+    [`["other","${pad}"]`, 'the entry has no "data" field'],
+  ];
+  for (const [data, reason] of cases) {
+    assert.deepEqual(parseEvent(binary, Buffer.from(data)), { ok: false, ceId: "1-0", reason });
+  }
 });
 
 test("the dead-letter event is a valid binary-mode CloudEvent with JSON data", () => {

@@ -12,9 +12,17 @@
  * The dead-letter event tells DEAD_LETTER_SINK that an entry was dead-lettered; nothing of ours reads it.
  */
 import type { IncomingHttpHeaders } from "node:http";
-import { DATA_FIELD, fieldValue, type StreamEntry } from "../entry.js";
+import { DATA_FIELD, type FieldValue, fieldValue, type StreamEntry } from "../entry.js";
 import { type AsyncRequest, decodeEnvelope } from "../envelope.js";
 import { AsyncError } from "../errors.js";
+import {
+  IN_PLACE_MIN_BYTES,
+  jsonStringLength,
+  skipSpace,
+  stringArraySpans,
+  unescapeJsonString,
+  writeJsonString,
+} from "../json-bytes.js";
 import type { RedisSettings } from "../redis.js";
 
 /** The type eventing-redis's RedisStreamSource sends; our dispatcher sends the same. */
@@ -62,10 +70,13 @@ export function streamSource(redis: RedisSettings, streamName: string): EventSou
 /** A binary-mode event ready to send: undici's flat `[name, value, ...]` header list, and the body. */
 export interface BinaryEvent {
   readonly headers: string[];
-  readonly body: string;
+  readonly body: string | Buffer;
 }
 
-/** The stream event for one delivery attempt of `entry`: on the dispatcher's hot path, so kept flat. */
+/**
+ * The stream event for one delivery attempt of `entry`: on the dispatcher's hot path, so kept flat. The
+ * body is built once as the bytes undici sends, the envelope escaped straight from the entry's Buffer.
+ */
 export function encodeStreamEvent(
   entry: StreamEntry,
   source: EventSource,
@@ -74,7 +85,32 @@ export function encodeStreamEvent(
 ): BinaryEvent {
   const headers = binaryHeaders(STREAM_EVENT_TYPE, entry.id, source);
   headers.push(CE_REQUEST_ID, requestId, CE_ATTEMPT, String(attempt));
-  return { headers, body: JSON.stringify(entry.fields) };
+  return { headers, body: encodeFieldList(entry.fields) };
+}
+
+/**
+ * The stream event's data: the entry's flat field list as a JSON array of strings,
+ * `["data","<envelope, escaped>",...]`, the bytes of JSON.stringify of the fields as text. A large list
+ * is built as one Buffer, the envelope escaped straight from the entry's bytes (src/lib/json-bytes.ts),
+ * never a JS string twice; a small one as a string, JSON.stringify being faster for it.
+ */
+function encodeFieldList(fields: readonly FieldValue[]): string | Buffer {
+  let bytes = 0;
+  for (const value of fields) bytes += value.length;
+  if (bytes < IN_PLACE_MIN_BYTES) return JSON.stringify(fields.map((value) => value.toString()));
+  const parts = fields.map((value) => (typeof value === "string" ? JSON.stringify(value) : value));
+  let length = 1 + Math.max(1, parts.length);
+  for (const part of parts)
+    length += typeof part === "string" ? Buffer.byteLength(part) : jsonStringLength(part);
+  const out = Buffer.allocUnsafe(length);
+  let at = 0;
+  out[at++] = 0x5b;
+  parts.forEach((part, i) => {
+    if (i > 0) out[at++] = 0x2c;
+    at = typeof part === "string" ? at + out.write(part, at) : writeJsonString(part, out, at);
+  });
+  out[at++] = 0x5d;
+  return out;
 }
 
 /** The event that reports a dead-lettered entry; `data` is sent as JSON. */
@@ -126,7 +162,7 @@ export function parseEvent(headers: IncomingHttpHeaders, body: Buffer): ParsedEv
       reason: `not a CloudEvent: no ${CE_SPECVERSION} header and not ${STRUCTURED_CONTENT_TYPE}`,
     };
   }
-  return fromData(ceId, parseAttempt(single(headers[CE_ATTEMPT])), body.toString("utf8"));
+  return fromData(ceId, parseAttempt(single(headers[CE_ATTEMPT])), body);
 }
 
 function parseStructured(body: Buffer): ParsedEvent {
@@ -152,10 +188,10 @@ function parseStructured(body: Buffer): ParsedEvent {
   return { ok: false, ceId, reason: "event has no data" };
 }
 
-/** Data as text: the JSON field list, or the envelope object itself. */
-function fromData(ceId: string | undefined, attempt: number | undefined, text: string): ParsedEvent {
-  const first = firstNonSpace(text);
-  if (first === "{") return decode(ceId, attempt, text);
+/** Data as text or bytes: the JSON field list, or the envelope object itself. */
+function fromData(ceId: string | undefined, attempt: number | undefined, data: string | Buffer): ParsedEvent {
+  const first = firstNonSpace(data);
+  if (first === "{") return decode(ceId, attempt, data);
   if (first !== "[") {
     return {
       ok: false,
@@ -163,13 +199,38 @@ function fromData(ceId: string | undefined, attempt: number | undefined, text: s
       reason: first === undefined ? "event has no data" : "data is neither a field list nor an envelope",
     };
   }
+  if (typeof data !== "string" && data.length >= IN_PLACE_MIN_BYTES) {
+    const inPlace = fromFieldListBytes(ceId, attempt, data);
+    if (inPlace !== undefined) return inPlace;
+  }
   let list: unknown;
   try {
-    list = JSON.parse(text);
+    list = JSON.parse(data.toString());
   } catch {
     return { ok: false, ceId, reason: "data is not JSON" };
   }
   return fromFieldList(ceId, attempt, list as unknown[]);
+}
+
+/**
+ * A large field list read where it lies: only the envelope is unescaped, into a Buffer of its own, and
+ * the body in it is used in place. Undefined when the list is not a JSON array of strings (the text path
+ * then says why).
+ */
+function fromFieldListBytes(
+  ceId: string | undefined,
+  attempt: number | undefined,
+  list: Buffer,
+): ParsedEvent | undefined {
+  const spans = stringArraySpans(list);
+  if (spans === undefined) return undefined;
+  for (let i = 0; i + 1 < spans.length; i += 2) {
+    const name = unescapeJsonString(list, spans[i] as (typeof spans)[number]);
+    if (name.length === DATA_FIELD.length && name.toString() === DATA_FIELD) {
+      return decode(ceId, attempt, unescapeJsonString(list, spans[i + 1] as (typeof spans)[number]));
+    }
+  }
+  return { ok: false, ceId, reason: `the entry has no "${DATA_FIELD}" field` };
 }
 
 function fromFieldList(ceId: string | undefined, attempt: number | undefined, list: unknown[]): ParsedEvent {
@@ -181,7 +242,7 @@ function fromFieldList(ceId: string | undefined, attempt: number | undefined, li
   return decode(ceId, attempt, envelope);
 }
 
-function decode(ceId: string | undefined, attempt: number | undefined, text: string): ParsedEvent {
+function decode(ceId: string | undefined, attempt: number | undefined, text: string | Buffer): ParsedEvent {
   try {
     return { ok: true, ceId, attempt, request: decodeEnvelope(text) };
   } catch (err) {
@@ -195,9 +256,13 @@ function parseAttempt(value: unknown): number | undefined {
   return typeof n === "number" && Number.isSafeInteger(n) && n >= 1 ? n : undefined;
 }
 
-function firstNonSpace(text: string): string | undefined {
-  for (let i = 0; i < text.length; i++) {
-    const ch = text[i] as string;
+function firstNonSpace(data: string | Buffer): string | undefined {
+  if (typeof data !== "string") {
+    const at = skipSpace(data, 0);
+    return at < data.length ? String.fromCharCode(data[at] as number) : undefined;
+  }
+  for (let i = 0; i < data.length; i++) {
+    const ch = data[i] as string;
     if (ch !== " " && ch !== "\t" && ch !== "\n" && ch !== "\r") return ch;
   }
   return undefined;
