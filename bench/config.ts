@@ -5,7 +5,7 @@
 import { z } from "zod";
 import { boolSetting, type Env, intSetting, listSetting, parseEnv } from "../src/lib/config.js";
 
-export const SCENARIOS = ["ingest", "ingest-size", "drain", "latency", "backlog"] as const;
+export const SCENARIOS = ["ingest", "ingest-size", "drain", "latency", "backlog", "large-body"] as const;
 export type ScenarioName = (typeof SCENARIOS)[number];
 
 const scenarioList = listSetting(SCENARIOS).transform((names, ctx) => {
@@ -64,6 +64,9 @@ export const benchEnvSchema = z.object({
   BENCH_BACKLOG_SECONDS: intSetting(40, 1, 3600),
   /** Seconds a drain may take before the scenario gives up and reports what arrived. */
   BENCH_DRAIN_TIMEOUT: intSetting(180, 1, 3600),
+  /** Entries and their body size (bytes) for the large-body drain. */
+  BENCH_LARGE_ENTRIES: intSetting(40, 1, 10_000),
+  BENCH_LARGE_BODY_SIZE: intSetting(6_000_000, 1, 256 * 1024 * 1024),
   /** Body size of the drain, latency and backlog requests, in bytes. */
   BENCH_BODY_SIZE: intSetting(1024, 0, 64 * 1024 * 1024),
   /** `build`: compile src/ and run that (what is deployed); `bin`: run bin/knative-async.js as it is. */
@@ -111,6 +114,8 @@ export interface BenchConfig {
   readonly backlogMode: "cloudevent" | "direct";
   readonly backlogSeconds: number;
   readonly drainTimeoutS: number;
+  readonly largeEntries: number;
+  readonly largeBodySize: number;
   readonly bodySize: number;
   readonly runtime: "build" | "bin";
   readonly componentEnv: Readonly<Record<string, string>>;
@@ -138,6 +143,8 @@ export function loadBenchConfig(env: Env): BenchConfig {
     backlogMode: e.BENCH_BACKLOG_MODE,
     backlogSeconds: e.BENCH_BACKLOG_SECONDS,
     drainTimeoutS: e.BENCH_DRAIN_TIMEOUT,
+    largeEntries: e.BENCH_LARGE_ENTRIES,
+    largeBodySize: e.BENCH_LARGE_BODY_SIZE,
     bodySize: e.BENCH_BODY_SIZE,
     runtime: e.BENCH_RUNTIME,
     componentEnv: e.BENCH_COMPONENT_ENV,

@@ -11,6 +11,7 @@ import { ConfigError } from "../src/lib/config.js";
 import { connectRedis, parseRedisAddress } from "../src/lib/redis.js";
 import { type Context, stopAll } from "./components.js";
 import { type BenchConfig, loadBenchConfig, type ScenarioName } from "./config.js";
+import { largeBodyDrain } from "./large-body.js";
 import { cpuSpeedIndex, mb, prepareCli, ROOT, startHelper } from "./processes.js";
 import {
   backlog,
@@ -29,6 +30,7 @@ const RUNNERS: Record<ScenarioName, (ctx: Context) => Promise<ScenarioResult>> =
   drain: drainScenario,
   latency,
   backlog,
+  "large-body": largeBodyDrain,
 };
 
 function machineFacts(): Record<string, unknown> {

@@ -389,7 +389,7 @@ export async function ingestBySize(ctx: Context): Promise<ScenarioResult> {
   return { json: { connections: config.connections, runs }, rows, targets };
 }
 
-interface DrainRun {
+export interface DrainRun {
   readonly mode: "cloudevent" | "direct";
   readonly entries: number;
   readonly delivered: number;
@@ -405,28 +405,32 @@ interface DrainRun {
   readonly lossless: boolean;
   readonly cpu: Record<string, number>;
   readonly peakRssMb: Record<string, number>;
+  /** VmHWM of each process at the end: its peak RSS since it started, spikes between samples included. */
+  readonly hwmMb: Record<string, number>;
   /** Redis commands per 1,000 delivered entries while draining: how well the dispatcher batches. */
   readonly redisCallsPer1000: Record<string, number>;
 }
 
 /**
- * Preloads `entries` envelopes, starts a dispatcher on them and times until the app has all of them, or
- * until `windowS` passed. Then stops the dispatcher (gracefully: in-flight deliveries finish and are
- * acknowledged) and accounts for every entry: delivered to the app, or still in the stream, with nothing
- * pending, scheduled for a retry or dead-lettered.
+ * Preloads `entries` envelopes (BENCH_BODY_SIZE bodies unless `load` writes others), starts a dispatcher
+ * on them and times until the app has all of them, or until `windowS` passed. Then stops the dispatcher
+ * (gracefully: in-flight deliveries finish and are acknowledged) and accounts for every entry: delivered
+ * to the app, or still in the stream, with nothing pending, scheduled for a retry or dead-lettered.
  */
-async function drain(
+export async function drain(
   ctx: Context,
   mode: "cloudevent" | "direct",
   entries: number,
   label: string,
-  options: { sampleMs?: number; windowS?: number } = {},
+  options: { sampleMs?: number; windowS?: number; load?: (count: number) => Promise<unknown> } = {},
 ): Promise<DrainRun> {
   await flush(ctx);
   const consumer = mode === "cloudevent" ? await startConsumer(ctx, `${label}-consumer`) : undefined;
   try {
     const preloadStarted = performance.now();
-    await preload(ctx.redis, STREAM, appHost(ctx), entries, ctx.config.bodySize);
+    const load =
+      options.load ?? ((count) => preload(ctx.redis, STREAM, appHost(ctx), count, ctx.config.bodySize));
+    await load(entries);
     const preloadS = (performance.now() - preloadStarted) / 1000;
     await resetApp(ctx);
     await ctx.redis.config("RESETSTAT");
@@ -471,6 +475,7 @@ async function drain(
       lossless,
       cpu: watch.cpu(),
       peakRssMb: watch.peakRssMb(),
+      hwmMb: watch.hwmMb(),
       redisCallsPer1000: Object.fromEntries(
         Object.entries(calls)
           .map(([name, n]) => [name, Math.round((n * 1000) / Math.max(1, stats.distinct))] as const)
@@ -483,7 +488,7 @@ async function drain(
   }
 }
 
-function drainRow(scenario: string, run: DrainRun, rss: string): Row {
+export function drainRow(scenario: string, run: DrainRun, rss: string): Row {
   return {
     scenario,
     run: `${run.mode === "cloudevent" ? "dispatcher + consumer (CloudEvent)" : "dispatcher direct"}, ${run.entries} entries`,
@@ -506,7 +511,7 @@ function cpuPerMessageUs(run: DrainRun): Record<string, number> {
   );
 }
 
-function drainJson(run: DrainRun): Record<string, unknown> {
+export function drainJson(run: DrainRun): Record<string, unknown> {
   return { ...run, rate: Math.round(run.rate), cpuUsPerMessage: cpuPerMessageUs(run) };
 }
 
@@ -560,7 +565,7 @@ export async function drainScenario(ctx: Context): Promise<ScenarioResult> {
   };
 }
 
-function describeDrain(run: DrainRun): string {
+export function describeDrain(run: DrainRun): string {
   const left = run.left;
   return `${run.delivered}/${run.entries} delivered${run.complete ? "" : " in the time allowed"}, left: stream ${left.stream}, pending ${left.pending}, retry ${left.retryScheduled}, dlq ${left.deadLettered}`;
 }

@@ -2,10 +2,10 @@
  * What the benchmark sends: the request bodies and headers of an async request, and the envelope the
  * producer would store for one (for preloading the stream without going through the producer).
  */
-import { randomUUID } from "node:crypto";
+import { randomBytes, randomUUID } from "node:crypto";
 import type { Redis } from "ioredis";
 import { DATA_FIELD } from "../src/lib/entry.js";
-import { encodeEnvelope } from "../src/lib/envelope.js";
+import { encodeEnvelope, encodeEnvelopeBuffer } from "../src/lib/envelope.js";
 
 /** The path every benchmark request goes to. */
 export const BENCH_PATH = "/bench/work";
@@ -67,6 +67,47 @@ export async function preload(
     const failed = results?.find(([err]) => err !== null);
     if (failed) throw failed[0] as Error;
     done += n;
+  }
+  return ids;
+}
+
+/**
+ * A text body of `size` bytes that JSON escapes densely (quotes, backslashes, newlines, a control
+ * character) and that holds multi-byte characters: the costly kind of text to carry in an envelope.
+ */
+export function makeEscapedText(size: number, seed: number): Buffer {
+  const unit = Buffer.from(`{"n":${seed},"s":"a \\"quoted\\" line\\n\tñandú 中文 🚀 \u0001"}\n`);
+  const body = Buffer.alloc(size, 0x20);
+  for (let at = 0; at + unit.length <= size; at += unit.length) unit.copy(body, at);
+  return body;
+}
+
+/**
+ * Stores `count` large envelopes one at a time, alternately a random binary body (base64 in the
+ * envelope) and an escape-dense text body, each of `bodySize` bytes; resolves with their ids.
+ */
+export async function preloadLarge(
+  redis: Redis,
+  stream: string,
+  targetHost: string,
+  count: number,
+  bodySize: number,
+): Promise<string[]> {
+  const ids: string[] = [];
+  for (let i = 0; i < count; i++) {
+    const id = randomUUID();
+    ids.push(id);
+    const binary = i % 2 === 0;
+    const body = binary ? randomBytes(bodySize) : makeEscapedText(bodySize, i);
+    const envelope = encodeEnvelopeBuffer({
+      id,
+      url: `http://${targetHost}${BENCH_PATH}`,
+      method: "POST",
+      headers: { "Content-Type": [binary ? "application/octet-stream" : "application/json"] },
+      body,
+      acceptedAt: Date.now(),
+    });
+    await redis.xadd(stream, "*", DATA_FIELD, envelope);
   }
   return ids;
 }
