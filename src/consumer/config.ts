@@ -4,17 +4,21 @@
  */
 import { z } from "zod";
 import {
+  boolSetting,
   durationSetting,
   type Env,
   intSetting,
+  minDurationSetting,
   notLargerThan,
   parseEnv,
   serverEnvFields,
   serverFromEnv,
+  signingSecretsSetting,
   statusListSetting,
 } from "../lib/config.js";
 import { DEFAULT_RETRYABLE_STATUSES } from "../lib/outcome.js";
 import { type TargetRules, targetEnvFields, targetRulesFromEnv } from "../lib/target.js";
+import { type SigningKey, signingKeys } from "../lib/wire/signature.js";
 
 /**
  * The event carries the body inside the envelope's JSON inside the entry's JSON field list. A 6 MB body
@@ -35,6 +39,12 @@ export const consumerEnvSchema = z.object({
   /** Target statuses answered with 502 so that the sender tries again; others are final (200). */
   RETRYABLE_STATUS_CODES: statusListSetting(DEFAULT_RETRYABLE_STATUSES),
   ...targetEnvFields,
+  /** Secrets of the dispatchers whose signed events are accepted (src/lib/wire/signature.ts). */
+  EVENT_SIGNING_SECRETS: signingSecretsSetting,
+  /** Accept events without a signature: eventing-redis's RedisStreamSource cannot sign. */
+  EVENT_ACCEPT_UNSIGNED: boolSetting(false),
+  /** How far a signature's timestamp may be from now: a captured event cannot be replayed later. */
+  EVENT_SIGNATURE_TOLERANCE: minDurationSetting("5m", 1000),
 });
 
 export interface ConsumerConfig {
@@ -48,12 +58,28 @@ export interface ConsumerConfig {
   readonly retryableStatusCodes: readonly number[];
   /** The target rule (src/lib/target.ts), checked again before every replay. */
   readonly targets: TargetRules;
+  /** Who may send events: our dispatchers' keys, and whether unsigned events are accepted too. */
+  readonly authentication: EventAuthentication;
 }
+
+export interface EventAuthentication {
+  readonly keys: readonly SigningKey[];
+  readonly acceptUnsigned: boolean;
+  readonly toleranceMs: number;
+}
+
+const SIGNING_REQUIRED =
+  "is required: the consumer accepts only events signed by the dispatcher (the same Secret on both); " +
+  "set EVENT_ACCEPT_UNSIGNED=true to accept unsigned events (eventing-redis's RedisStreamSource cannot sign)";
 
 export function loadConsumerConfig(env: Env): ConsumerConfig {
   const schema = consumerEnvSchema
     .refine((e) => e.REQUEST_TIMEOUT >= 1, { message: "must be at least 1ms", path: ["REQUEST_TIMEOUT"] })
-    .refine(...notLargerThan("REQUEST_TIMEOUT", "MAX_REQUEST_TIMEOUT"));
+    .refine(...notLargerThan("REQUEST_TIMEOUT", "MAX_REQUEST_TIMEOUT"))
+    .refine((e) => e.EVENT_ACCEPT_UNSIGNED || e.EVENT_SIGNING_SECRETS.some((s) => s.trim() !== ""), {
+      message: SIGNING_REQUIRED,
+      path: ["EVENT_SIGNING_SECRETS"],
+    });
   const e = parseEnv("consumer", schema, env);
   return Object.freeze({
     ...serverFromEnv(e),
@@ -63,5 +89,10 @@ export function loadConsumerConfig(env: Env): ConsumerConfig {
     eventSizeLimit: e.EVENT_SIZE_LIMIT,
     retryableStatusCodes: Object.freeze([...e.RETRYABLE_STATUS_CODES]),
     targets: targetRulesFromEnv(e),
+    authentication: Object.freeze({
+      keys: signingKeys(e.EVENT_SIGNING_SECRETS),
+      acceptUnsigned: e.EVENT_ACCEPT_UNSIGNED,
+      toleranceMs: e.EVENT_SIGNATURE_TOLERANCE,
+    }),
   });
 }

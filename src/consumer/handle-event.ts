@@ -9,11 +9,12 @@ import type { Logger } from "../lib/logger.js";
 import { type DeliveryOutcome, outcomeToHttp } from "../lib/outcome.js";
 import type { Replayer } from "../lib/replay.js";
 import { CE_ID, parseEvent } from "../lib/wire/cloudevent.js";
-import type { ConsumerConfig } from "./config.js";
+import { verifySignature, WEBHOOK_SIGNATURE } from "../lib/wire/signature.js";
+import type { ConsumerConfig, EventAuthentication } from "./config.js";
 import type { ConsumerMetrics } from "./metrics.js";
 
 export interface EventHandlerParts {
-  readonly config: Pick<ConsumerConfig, "eventSizeLimit" | "retryableStatusCodes">;
+  readonly config: Pick<ConsumerConfig, "eventSizeLimit" | "retryableStatusCodes" | "authentication">;
   readonly replayer: Replayer;
   readonly metrics: ConsumerMetrics;
   readonly logger: Logger;
@@ -37,6 +38,25 @@ export function eventHandler(parts: EventHandlerParts) {
       metrics.count(errorCodeOf(err));
       logger.warn({ ceId: req.headers[CE_ID], err: (err as Error).message }, "event not read");
       sendError(res, err, { closeConnection: true });
+      return;
+    }
+
+    const refusal = authenticate(req.headers, body, config.authentication);
+    if (refusal !== undefined) {
+      metrics.count(ErrorCode.Unauthenticated);
+      logger.warn(
+        { ceId: req.headers[CE_ID], reason: refusal },
+        "event refused: not signed by our dispatcher",
+      );
+      // Answered like any outcome, with Async-Error, so that a dispatcher whose secret is wrong learns
+      // that the app never saw the request and retries it once the secrets agree again.
+      const outcome: DeliveryOutcome = {
+        kind: "error",
+        code: ErrorCode.Unauthenticated,
+        message: refusal,
+        durationMs: 0,
+      };
+      reply(res, outcomeToHttp(outcome), closing());
       return;
     }
 
@@ -85,4 +105,19 @@ function reply(res: ServerResponse, http: ReturnType<typeof outcomeToHttp>, clos
   if (closing) headers.push("connection", "close");
   res.writeHead(http.status, headers);
   res.end(http.body);
+}
+
+/**
+ * Why an event may not be acted on, or undefined when it may: it carries a valid signature of ours, or it
+ * carries none and unsigned events are accepted (then the target rule is all that protects the targets).
+ * An event that carries a signature must have a valid one, whatever the setting.
+ */
+function authenticate(
+  headers: IncomingMessage["headers"],
+  body: Buffer,
+  auth: EventAuthentication,
+): string | undefined {
+  if (auth.acceptUnsigned && headers[WEBHOOK_SIGNATURE] === undefined) return undefined;
+  const verdict = verifySignature(headers, body, auth.keys, auth.toleranceMs);
+  return verdict.ok ? undefined : verdict.reason;
 }

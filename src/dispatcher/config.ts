@@ -11,12 +11,14 @@ import {
   parseEnv,
   serverEnvFields,
   serverFromEnv,
+  signingSecretsSetting,
   statusListSetting,
   urlSetting,
 } from "../lib/config.js";
 import { DEFAULT_RETRYABLE_STATUSES } from "../lib/outcome.js";
 import { type RedisSettings, redisEnvFields, redisFromEnv } from "../lib/redis.js";
 import { redisHostPattern, type TargetRules, targetEnvFields, targetRulesFromEnv } from "../lib/target.js";
+import { type SigningKey, signingKeys } from "../lib/wire/signature.js";
 
 /** Every environment variable the dispatcher reads; the keys are the names. */
 export const dispatcherEnvSchema = z.object({
@@ -42,6 +44,7 @@ export const dispatcherEnvSchema = z.object({
   DELETE_ACKED: boolSetting(true),
   SHUTDOWN_GRACE: durationSetting("25s"),
   ...targetEnvFields,
+  EVENT_SIGNING_SECRETS: signingSecretsSetting,
 });
 
 export interface RetrySettings {
@@ -77,6 +80,8 @@ interface DispatcherSettings {
   readonly shutdownGraceMs: number;
   /** The target rule (src/lib/target.ts), checked again before every delivery; its Redis forbidden. */
   readonly targets: TargetRules;
+  /** Keys every CloudEvent is signed with, so that the consumer knows it came from us. */
+  readonly signingKeys: readonly SigningKey[];
 }
 
 export type DispatcherConfig = DispatcherSettings & DispatchMode;
@@ -114,6 +119,7 @@ export function loadDispatcherConfig(env: Env): DispatcherConfig {
     deleteAcked: e.DELETE_ACKED,
     shutdownGraceMs: e.SHUTDOWN_GRACE,
     targets: targetRulesFromEnv(e, [redisHostPattern(e.REDIS_ADDRESS)]),
+    signingKeys: signingKeys(e.EVENT_SIGNING_SECRETS),
   });
 }
 

@@ -13,6 +13,7 @@ import { createReplayer, refusal } from "../lib/replay.js";
 import { send } from "../lib/send.js";
 import { type TargetRules, targetChecker } from "../lib/target.js";
 import { type EventSource, encodeDeadLetterEvent, encodeStreamEvent } from "../lib/wire/cloudevent.js";
+import { type SigningKey, signatureHeaders } from "../lib/wire/signature.js";
 
 export interface Deliverer {
   deliver(
@@ -57,8 +58,11 @@ export function createCloudEventDeliverer(options: {
   connections: number;
   /** Checked before the event is sent, though the consumer checks again: neither trusts the entry. */
   targets: TargetRules;
+  /** Every event is signed with each (src/lib/wire/signature.ts); none: unsigned. */
+  signingKeys: readonly SigningKey[];
 }): Deliverer {
   const checkTarget = targetChecker(options.targets);
+  const { signingKeys } = options;
   const agent = new Agent({ connections: options.connections, pipelining: 1, keepAliveTimeout: 30_000 });
   const { origin, path, authorization } = sinkTarget(options.sink);
   return {
@@ -67,6 +71,7 @@ export function createCloudEventDeliverer(options: {
       if (refused !== undefined) return Promise.resolve(refused);
       const event = encodeStreamEvent(entry, options.source, asyncRequest.id, attempt);
       if (authorization) event.headers.push("authorization", authorization);
+      if (signingKeys.length > 0) event.headers.push(...signatureHeaders(signingKeys, entry.id, event.body));
       // The answer is read back as the consumer's report (src/lib/outcome.ts). No deadline of our own:
       // undici's headers and body timeouts, with room for the replay's, bound the wait.
       const timeout = timeoutMs + SINK_MARGIN_MS;

@@ -143,6 +143,7 @@ class StreamDispatcher implements Dispatcher {
             source,
             connections: config.concurrency,
             targets: config.targets,
+            signingKeys: config.signingKeys,
           });
     const registry = deps.registry ?? createRegistry("dispatcher");
     this.#metrics = createMetrics(registry, this.#commands, this.#keys, config.group);
