@@ -6,6 +6,7 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import { AsyncError, ErrorCode, errorCodeOf } from "../lib/errors.js";
 import { readBody, sendError } from "../lib/http.js";
 import type { Logger } from "../lib/logger.js";
+import { OidcVerifier } from "../lib/oidc.js";
 import { type DeliveryOutcome, outcomeToHttp } from "../lib/outcome.js";
 import type { Replayer } from "../lib/replay.js";
 import { CE_ID, parseEvent } from "../lib/wire/cloudevent.js";
@@ -24,6 +25,7 @@ export interface EventHandlerParts {
 
 export function eventHandler(parts: EventHandlerParts) {
   const { config, replayer, metrics, logger, closing } = parts;
+  const authenticate = eventAuthenticator(config.authentication);
   const tooLarge = () =>
     new AsyncError(
       ErrorCode.BodyTooLarge,
@@ -41,7 +43,7 @@ export function eventHandler(parts: EventHandlerParts) {
       return;
     }
 
-    const refusal = authenticate(req.headers, body, config.authentication);
+    const refusal = await authenticate(req.headers, body);
     if (refusal !== undefined) {
       metrics.count(ErrorCode.Unauthenticated);
       logger.warn(
@@ -108,16 +110,24 @@ function reply(res: ServerResponse, http: ReturnType<typeof outcomeToHttp>, clos
 }
 
 /**
- * Why an event may not be acted on, or undefined when it may: it carries a valid signature of ours, or it
- * carries none and unsigned events are accepted (then the target rule is all that protects the targets).
- * An event that carries a signature must have a valid one, whatever the setting.
+ * Who sent an event: our dispatcher, proven by an OIDC bearer token of the cluster's issuer or by a
+ * signature made with one of our secrets. Returns why an event may not be acted on, or undefined when it
+ * may. An event that carries neither is accepted only with EVENT_ACCEPT_UNSIGNED (then the target rule is
+ * all that protects the targets); one that carries a credential must carry a valid one, whatever the
+ * setting.
  */
-function authenticate(
-  headers: IncomingMessage["headers"],
-  body: Buffer,
-  auth: EventAuthentication,
-): string | undefined {
-  if (auth.acceptUnsigned && headers[WEBHOOK_SIGNATURE] === undefined) return undefined;
-  const verdict = verifySignature(headers, body, auth.keys, auth.toleranceMs);
-  return verdict.ok ? undefined : verdict.reason;
+export function eventAuthenticator(auth: EventAuthentication) {
+  const oidc = auth.oidc === undefined ? undefined : new OidcVerifier(auth.oidc);
+  return async (headers: IncomingMessage["headers"], body: Buffer): Promise<string | undefined> => {
+    const bearer = headers.authorization?.toLowerCase().startsWith("bearer ") === true;
+    if (bearer && oidc !== undefined) {
+      const verdict = await oidc.verify(headers.authorization);
+      return verdict.ok ? undefined : verdict.reason;
+    }
+    if (headers[WEBHOOK_SIGNATURE] !== undefined || !auth.acceptUnsigned) {
+      const verdict = verifySignature(headers, body, auth.keys, auth.toleranceMs);
+      return verdict.ok ? undefined : verdict.reason;
+    }
+    return undefined;
+  };
 }

@@ -45,6 +45,8 @@ export const dispatcherEnvSchema = z.object({
   SHUTDOWN_GRACE: durationSetting("25s"),
   ...targetEnvFields,
   EVENT_SIGNING_SECRETS: signingSecretsSetting,
+  /** A projected service account token for the consumer's audience, sent as OIDC bearer token. */
+  OIDC_TOKEN_FILE: z.string().min(1).optional(),
 });
 
 export interface RetrySettings {
@@ -82,6 +84,8 @@ interface DispatcherSettings {
   readonly targets: TargetRules;
   /** Keys every CloudEvent is signed with, so that the consumer knows it came from us. */
   readonly signingKeys: readonly SigningKey[];
+  /** The OIDC token file (OIDC_TOKEN_FILE), when the cluster issues tokens for sender authentication. */
+  readonly oidcTokenFile?: string;
 }
 
 export type DispatcherConfig = DispatcherSettings & DispatchMode;
@@ -95,7 +99,14 @@ export function loadDispatcherConfig(env: Env): DispatcherConfig {
       message: SINK_REQUIRED,
       path: ["K_SINK"],
     })
-    .refine(...notLargerThan("MIN_BACKOFF", "MAX_BACKOFF"));
+    .refine(...notLargerThan("MIN_BACKOFF", "MAX_BACKOFF"))
+    .refine(
+      (e) => e.OIDC_TOKEN_FILE === undefined || !/^[a-z][a-z0-9+.-]*:\/\/[^/?#]*@/i.test(e.K_SINK ?? ""),
+      {
+        message: "cannot be used with credentials in K_SINK: both would be the Authorization header",
+        path: ["OIDC_TOKEN_FILE"],
+      },
+    );
   const e = parseEnv("dispatcher", schema, env);
   return Object.freeze({
     ...serverFromEnv(e),
@@ -120,6 +131,7 @@ export function loadDispatcherConfig(env: Env): DispatcherConfig {
     shutdownGraceMs: e.SHUTDOWN_GRACE,
     targets: targetRulesFromEnv(e, [redisHostPattern(e.REDIS_ADDRESS)]),
     signingKeys: signingKeys(e.EVENT_SIGNING_SECRETS),
+    ...(e.OIDC_TOKEN_FILE === undefined ? {} : { oidcTokenFile: e.OIDC_TOKEN_FILE }),
   });
 }
 

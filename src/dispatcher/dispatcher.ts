@@ -144,6 +144,7 @@ class StreamDispatcher implements Dispatcher {
             connections: config.concurrency,
             targets: config.targets,
             signingKeys: config.signingKeys,
+            ...(config.oidcTokenFile === undefined ? {} : { oidcTokenFile: config.oidcTokenFile }),
           });
     const registry = deps.registry ?? createRegistry("dispatcher");
     this.#metrics = createMetrics(registry, this.#commands, this.#keys, config.group);
