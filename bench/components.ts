@@ -66,8 +66,11 @@ export function startProducer(ctx: Context, label: string, workers?: string): Pr
   });
 }
 
+/** What the dispatcher and consumer share as deployed: the Secret events are signed with, and the rule. */
+const SIGNING = { EVENT_SIGNING_SECRETS: "bench-signing-secret" };
+
 export function startConsumer(ctx: Context, label: string): Promise<Started> {
-  return start(ctx, "consumer", label, {});
+  return start(ctx, "consumer", label, { ALLOWED_TARGET_HOSTS: appHost(ctx), ...SIGNING });
 }
 
 export function startDispatcher(
@@ -79,6 +82,8 @@ export function startDispatcher(
   return start(ctx, "dispatcher", label, {
     DISPATCH_MODE: mode,
     DISPATCHER_NAME: `bench-${label}`,
+    ALLOWED_TARGET_HOSTS: appHost(ctx),
+    ...SIGNING,
     ...(consumerPort === undefined ? {} : { K_SINK: `http://127.0.0.1:${consumerPort}/` }),
   });
 }

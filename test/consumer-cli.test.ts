@@ -12,6 +12,7 @@ import { request } from "undici";
 import { encodeEnvelope } from "../src/lib/envelope.js";
 import { freePort, waitFor } from "./helpers/net.js";
 
+import { UNSIGNED_ENV } from "./helpers/signing.js";
 import { LOOPBACK_TARGET_ENV } from "./helpers/targets.js";
 
 const CLI = join(import.meta.dirname, "..", "bin", "knative-async.js");
@@ -69,7 +70,12 @@ test("consumer and sample app processes: replay, recording over HTTP, SIGTERM", 
   const appPort = await freePort();
   const consumerPort = await freePort();
   const app = run("sample-app", { PORT: String(appPort), SLEEP: "0ms", RECORD: "true" });
-  const consumer = run("consumer", { PORT: String(consumerPort), LOG_LEVEL: "warn", ...LOOPBACK_TARGET_ENV });
+  const consumer = run("consumer", {
+    PORT: String(consumerPort),
+    LOG_LEVEL: "warn",
+    ...LOOPBACK_TARGET_ENV,
+    ...UNSIGNED_ENV,
+  });
   // The app records every request it serves, except the listing itself.
   await waitFor(
     async () => (await answers(appPort, "/_received")) && (await answers(consumerPort, "/healthz")),

@@ -5,7 +5,7 @@ import { DEFAULT_RETRYABLE_STATUSES } from "../lib/outcome.js";
 import { consumerEnvSchema, DEFAULT_EVENT_SIZE_LIMIT, loadConsumerConfig } from "./config.js";
 
 test("defaults follow Knative and the producer's limits", () => {
-  const config = loadConsumerConfig({});
+  const config = loadConsumerConfig({ EVENT_SIGNING_SECRETS: "s3cret" });
   assert.deepEqual(config, {
     port: 8080,
     logLevel: "info",
@@ -20,6 +20,7 @@ test("defaults follow Knative and the producer's limits", () => {
       forbiddenNamespaces: ["kube-system", "knative-serving"],
       servicePorts: [80, 443],
     },
+    authentication: { keys: [Buffer.from("s3cret")], acceptUnsigned: false, toleranceMs: 300_000 },
   });
   assert.ok(Object.isFrozen(config));
   // A 6 MB binary body, base64 in the envelope, the envelope a JSON string in the field list.
@@ -28,6 +29,7 @@ test("defaults follow Knative and the producer's limits", () => {
 
 test("every setting is read from its env name", () => {
   const config = loadConsumerConfig({
+    EVENT_ACCEPT_UNSIGNED: "true",
     PORT: "9090",
     LOG_LEVEL: "debug",
     REQUEST_TIMEOUT: "30s",
@@ -45,10 +47,17 @@ test("every setting is read from its env name", () => {
   assert.deepEqual(config.retryableStatusCodes, [503, 504]);
   assert.deepEqual(Object.keys(consumerEnvSchema.shape).sort(), [
     "ALLOWED_TARGET_HOSTS",
+    "EVENT_ACCEPT_UNSIGNED",
+    "EVENT_SIGNATURE_TOLERANCE",
+    "EVENT_SIGNING_SECRETS",
     "EVENT_SIZE_LIMIT",
     "LOG_LEVEL",
     "MAX_CONNECTIONS_PER_HOST",
     "MAX_REQUEST_TIMEOUT",
+    "OIDC_AUDIENCE",
+    "OIDC_ISSUER",
+    "OIDC_JWKS_URL",
+    "OIDC_SUBJECTS",
     "PORT",
     "REQUEST_TIMEOUT",
     "RETRYABLE_STATUS_CODES",
@@ -64,6 +73,11 @@ test("bad values are one readable error naming the variable", () => {
     [{ RETRYABLE_STATUS_CODES: "503,abc" }, /RETRYABLE_STATUS_CODES: must be a comma-separated list/],
     [{ MAX_CONNECTIONS_PER_HOST: "0" }, /MAX_CONNECTIONS_PER_HOST/],
     [{ PORT: "70000" }, /PORT/],
+    [
+      { EVENT_SIGNING_SECRETS: "" },
+      /EVENT_SIGNING_SECRETS: is required: the consumer accepts only events signed/,
+    ],
+    [{ EVENT_SIGNING_SECRETS: " , " }, /EVENT_SIGNING_SECRETS: is required/],
   ];
   for (const [env, message] of cases) {
     assert.throws(

@@ -6,11 +6,13 @@ import { after, before, describe, test } from "node:test";
 import { CloudEvent, HTTP } from "cloudevents";
 import { request } from "undici";
 import { freePort } from "../../test/helpers/net.js";
+import { UNSIGNED_ENV } from "../../test/helpers/signing.js";
 import { LOOPBACK_TARGET_ENV } from "../../test/helpers/targets.js";
 import { type AsyncRequest, encodeEnvelope } from "../lib/envelope.js";
 import { ErrorCode } from "../lib/errors.js";
 import { listen } from "../lib/http.js";
 import { createLogger } from "../lib/logger.js";
+import { signatureHeaders, signingKeys } from "../lib/wire/signature.js";
 import { startSampleApp } from "../sample-app/sample-app.js";
 import { loadConsumerConfig } from "./config.js";
 import { type RunningConsumer, startConsumer } from "./consumer.js";
@@ -84,7 +86,7 @@ describe("consumer", () => {
     appOrigin = `http://127.0.0.1:${app.port}`;
     logs = capturedLogger("consumer");
     consumer = await startConsumer(
-      loadConsumerConfig({ PORT: "0", REQUEST_TIMEOUT: "2s", ...LOOPBACK_TARGET_ENV }),
+      loadConsumerConfig({ PORT: "0", REQUEST_TIMEOUT: "2s", ...LOOPBACK_TARGET_ENV, ...UNSIGNED_ENV }),
       {
         logger: logs.logger,
       },
@@ -365,10 +367,13 @@ describe("consumer size limit", () => {
     );
     const logger = createLogger("consumer", { level: "silent" });
     small = await startConsumer(
-      loadConsumerConfig({ PORT: "0", EVENT_SIZE_LIMIT: "65536", ...LOOPBACK_TARGET_ENV }),
+      loadConsumerConfig({ PORT: "0", EVENT_SIZE_LIMIT: "65536", ...LOOPBACK_TARGET_ENV, ...UNSIGNED_ENV }),
       { logger },
     );
-    standard = await startConsumer(loadConsumerConfig({ PORT: "0", ...LOOPBACK_TARGET_ENV }), { logger });
+    standard = await startConsumer(
+      loadConsumerConfig({ PORT: "0", ...LOOPBACK_TARGET_ENV, ...UNSIGNED_ENV }),
+      { logger },
+    );
   });
   after(async () => {
     await small.close();
@@ -441,9 +446,12 @@ describe("consumer close", () => {
       { port: 0, logLevel: "silent", sleepMs: 0, record: false },
       { logger: createLogger("sample-app", { level: "silent" }) },
     );
-    const consumer = await startConsumer(loadConsumerConfig({ PORT: "0", ...LOOPBACK_TARGET_ENV }), {
-      logger: createLogger("consumer", { level: "silent" }),
-    });
+    const consumer = await startConsumer(
+      loadConsumerConfig({ PORT: "0", ...LOOPBACK_TARGET_ENV, ...UNSIGNED_ENV }),
+      {
+        logger: createLogger("consumer", { level: "silent" }),
+      },
+    );
     try {
       const inFlight = sendBinary(consumer.port, [
         "data",
@@ -469,5 +477,99 @@ describe("consumer close", () => {
       await consumer.close();
       await app.close();
     }
+  });
+});
+
+describe("consumer authentication (signed events)", () => {
+  let app: Awaited<ReturnType<typeof startSampleApp>>;
+  let strict: RunningConsumer;
+  let lenient: RunningConsumer;
+  const secret = "consumer-test-secret";
+
+  before(async () => {
+    app = await startSampleApp(
+      { port: 0, logLevel: "silent", sleepMs: 0, record: true },
+      { logger: createLogger("sample-app", { level: "silent" }) },
+    );
+    const logger = createLogger("consumer", { level: "silent" });
+    const env = { PORT: "0", EVENT_SIGNING_SECRETS: `old-secret,${secret}`, ...LOOPBACK_TARGET_ENV };
+    strict = await startConsumer(loadConsumerConfig(env), { logger });
+    lenient = await startConsumer(loadConsumerConfig({ ...env, ...UNSIGNED_ENV }), { logger });
+  });
+  after(async () => {
+    await Promise.all([strict.close(), lenient.close()]);
+    await app.close();
+  });
+
+  const event = (path: string) => {
+    const id = `auth-${randomBytes(6).toString("hex")}`;
+    const request: AsyncRequest = {
+      id,
+      url: `http://127.0.0.1:${app.port}${path}`,
+      method: "POST",
+      headers: {},
+      body: Buffer.from("hi"),
+    };
+    return { id, body: Buffer.from(JSON.stringify(["data", encodeEnvelope(request)])) };
+  };
+  const ceHeaders = {
+    "content-type": "application/json",
+    "ce-specversion": "1.0",
+    "ce-type": STREAM_EVENT_TYPE,
+    "ce-id": "5-0",
+    "ce-source": "redis://127.0.0.1:6379/mystream",
+  };
+  const signed = (keys: string[], body: Buffer, at = Date.now()) => {
+    const list = signatureHeaders(signingKeys(keys), "5-0", body, at);
+    const out: Record<string, string> = {};
+    for (let i = 0; i + 1 < list.length; i += 2) out[list[i] as string] = list[i + 1] as string;
+    return out;
+  };
+  const seen = (id: string) => app.received.some((r) => r.headers["async-request-id"]?.[0] === id);
+
+  test("by default only events signed with a configured secret are replayed; others get 401", async () => {
+    const good = event("/signed");
+    const ok = await post(strict.port, { ...ceHeaders, ...signed([secret], good.body) }, good.body);
+    assert.equal(ok.status, 200, ok.body);
+    assert.ok(seen(good.id));
+
+    const cases: [string, Record<string, string>][] = [
+      ["unsigned", {}],
+      ["another secret", signed(["not-ours"], Buffer.from("x"))],
+      ["signed over another body", signed([secret], Buffer.from("something else"))],
+      ["signed ten minutes ago", signed([secret], good.body, Date.now() - 600_000)],
+    ];
+    for (const [name, headers] of cases) {
+      const bad = event(`/${name.replaceAll(" ", "-")}`);
+      const body = name === "signed ten minutes ago" ? good.body : bad.body;
+      const answer = await post(strict.port, { ...ceHeaders, ...headers }, body);
+      assert.equal(answer.status, 401, `${name}: ${answer.body}`);
+      assert.equal(JSON.parse(answer.body).error, ErrorCode.Unauthenticated, name);
+      assert.ok(!seen(bad.id), `${name}: nothing replayed`);
+    }
+  });
+
+  test("the old secret still works during a rotation", async () => {
+    const rotated = event("/rotated");
+    const answer = await post(
+      strict.port,
+      { ...ceHeaders, ...signed(["old-secret"], rotated.body) },
+      rotated.body,
+    );
+    assert.equal(answer.status, 200, answer.body);
+  });
+
+  test("EVENT_ACCEPT_UNSIGNED takes unsigned events, but never a bad signature", async () => {
+    const unsigned = event("/unsigned");
+    assert.equal((await post(lenient.port, ceHeaders, unsigned.body)).status, 200);
+    assert.ok(seen(unsigned.id));
+    const forged = event("/forged");
+    const answer = await post(
+      lenient.port,
+      { ...ceHeaders, ...signed(["not-ours"], forged.body) },
+      forged.body,
+    );
+    assert.equal(answer.status, 401);
+    assert.ok(!seen(forged.id));
   });
 });

@@ -6,14 +6,16 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import { AsyncError, ErrorCode, errorCodeOf } from "../lib/errors.js";
 import { readBody, sendError } from "../lib/http.js";
 import type { Logger } from "../lib/logger.js";
+import { OidcVerifier } from "../lib/oidc.js";
 import { type DeliveryOutcome, outcomeToHttp } from "../lib/outcome.js";
 import type { Replayer } from "../lib/replay.js";
 import { CE_ID, parseEvent } from "../lib/wire/cloudevent.js";
-import type { ConsumerConfig } from "./config.js";
+import { verifySignature, WEBHOOK_SIGNATURE } from "../lib/wire/signature.js";
+import type { ConsumerConfig, EventAuthentication } from "./config.js";
 import type { ConsumerMetrics } from "./metrics.js";
 
 export interface EventHandlerParts {
-  readonly config: Pick<ConsumerConfig, "eventSizeLimit" | "retryableStatusCodes">;
+  readonly config: Pick<ConsumerConfig, "eventSizeLimit" | "retryableStatusCodes" | "authentication">;
   readonly replayer: Replayer;
   readonly metrics: ConsumerMetrics;
   readonly logger: Logger;
@@ -23,6 +25,7 @@ export interface EventHandlerParts {
 
 export function eventHandler(parts: EventHandlerParts) {
   const { config, replayer, metrics, logger, closing } = parts;
+  const authenticate = eventAuthenticator(config.authentication);
   const tooLarge = () =>
     new AsyncError(
       ErrorCode.BodyTooLarge,
@@ -37,6 +40,25 @@ export function eventHandler(parts: EventHandlerParts) {
       metrics.count(errorCodeOf(err));
       logger.warn({ ceId: req.headers[CE_ID], err: (err as Error).message }, "event not read");
       sendError(res, err, { closeConnection: true });
+      return;
+    }
+
+    const refusal = await authenticate(req.headers, body);
+    if (refusal !== undefined) {
+      metrics.count(ErrorCode.Unauthenticated);
+      logger.warn(
+        { ceId: req.headers[CE_ID], reason: refusal },
+        "event refused: not signed by our dispatcher",
+      );
+      // Answered like any outcome, with Async-Error, so that a dispatcher whose secret is wrong learns
+      // that the app never saw the request and retries it once the secrets agree again.
+      const outcome: DeliveryOutcome = {
+        kind: "error",
+        code: ErrorCode.Unauthenticated,
+        message: refusal,
+        durationMs: 0,
+      };
+      reply(res, outcomeToHttp(outcome), closing());
       return;
     }
 
@@ -85,4 +107,27 @@ function reply(res: ServerResponse, http: ReturnType<typeof outcomeToHttp>, clos
   if (closing) headers.push("connection", "close");
   res.writeHead(http.status, headers);
   res.end(http.body);
+}
+
+/**
+ * Who sent an event: our dispatcher, proven by an OIDC bearer token of the cluster's issuer or by a
+ * signature made with one of our secrets. Returns why an event may not be acted on, or undefined when it
+ * may. An event that carries neither is accepted only with EVENT_ACCEPT_UNSIGNED (then the target rule is
+ * all that protects the targets); one that carries a credential must carry a valid one, whatever the
+ * setting.
+ */
+export function eventAuthenticator(auth: EventAuthentication) {
+  const oidc = auth.oidc === undefined ? undefined : new OidcVerifier(auth.oidc);
+  return async (headers: IncomingMessage["headers"], body: Buffer): Promise<string | undefined> => {
+    const bearer = headers.authorization?.toLowerCase().startsWith("bearer ") === true;
+    if (bearer && oidc !== undefined) {
+      const verdict = await oidc.verify(headers.authorization);
+      return verdict.ok ? undefined : verdict.reason;
+    }
+    if (headers[WEBHOOK_SIGNATURE] !== undefined || !auth.acceptUnsigned) {
+      const verdict = verifySignature(headers, body, auth.keys, auth.toleranceMs);
+      return verdict.ok ? undefined : verdict.reason;
+    }
+    return undefined;
+  };
 }

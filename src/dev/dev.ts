@@ -3,6 +3,7 @@
  * dispatcher, the producer and a gateway that routes like the async KIngress, composed from the same
  * factories the deployables use, in one process.
  */
+import { randomBytes } from "node:crypto";
 import { loadConsumerConfig } from "../consumer/config.js";
 import { startConsumer } from "../consumer/consumer.js";
 import { loadDispatcherConfig } from "../dispatcher/config.js";
@@ -86,8 +87,10 @@ export async function startDev(options: DevOptions): Promise<RunningDev> {
     // The sample app is the one target: a loopback address stands in for its cluster-local name, and
     // every component checks it, as they would on a cluster.
     const targets = { ALLOWED_TARGET_HOSTS: appHost };
+    // The dispatcher signs every event and the consumer checks it, as on a cluster with their Secret.
+    const signing = { EVENT_SIGNING_SECRETS: randomBytes(32).toString("base64url") };
     const consumer = await startConsumer(
-      loadConsumerConfig({ PORT: "0", LOG_LEVEL: options.logLevel, ...targets }),
+      loadConsumerConfig({ PORT: "0", LOG_LEVEL: options.logLevel, ...targets, ...signing }),
       { logger: logger("consumer") },
     );
     closers.push(() => consumer.close());
@@ -100,6 +103,7 @@ export async function startDev(options: DevOptions): Promise<RunningDev> {
         K_SINK: `http://127.0.0.1:${consumer.port}/`,
         DISPATCHER_NAME: `dev-${process.pid}`,
         ...targets,
+        ...signing,
         ...options.dispatcherEnv,
       }),
       { logger: logger("dispatcher"), ...(options.onAttempt ? { onAttempt: options.onAttempt } : {}) },

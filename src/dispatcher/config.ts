@@ -11,12 +11,14 @@ import {
   parseEnv,
   serverEnvFields,
   serverFromEnv,
+  signingSecretsSetting,
   statusListSetting,
   urlSetting,
 } from "../lib/config.js";
 import { DEFAULT_RETRYABLE_STATUSES } from "../lib/outcome.js";
 import { type RedisSettings, redisEnvFields, redisFromEnv } from "../lib/redis.js";
 import { redisHostPattern, type TargetRules, targetEnvFields, targetRulesFromEnv } from "../lib/target.js";
+import { type SigningKey, signingKeys } from "../lib/wire/signature.js";
 
 /**
  * Sized for the shipped 512Mi pod (config/core/600-dispatcher.yaml): an entry in flight is held about
@@ -56,6 +58,9 @@ export const dispatcherEnvSchema = z.object({
   DELETE_ACKED: boolSetting(true),
   SHUTDOWN_GRACE: durationSetting("25s"),
   ...targetEnvFields,
+  EVENT_SIGNING_SECRETS: signingSecretsSetting,
+  /** A projected service account token for the consumer's audience, sent as OIDC bearer token. */
+  OIDC_TOKEN_FILE: z.string().min(1).optional(),
 });
 
 export interface RetrySettings {
@@ -93,6 +98,10 @@ interface DispatcherSettings {
   readonly shutdownGraceMs: number;
   /** The target rule (src/lib/target.ts), checked again before every delivery; its Redis forbidden. */
   readonly targets: TargetRules;
+  /** Keys every CloudEvent is signed with, so that the consumer knows it came from us. */
+  readonly signingKeys: readonly SigningKey[];
+  /** The OIDC token file (OIDC_TOKEN_FILE), when the cluster issues tokens for sender authentication. */
+  readonly oidcTokenFile?: string;
 }
 
 export type DispatcherConfig = DispatcherSettings & DispatchMode;
@@ -106,7 +115,14 @@ export function loadDispatcherConfig(env: Env): DispatcherConfig {
       message: SINK_REQUIRED,
       path: ["K_SINK"],
     })
-    .refine(...notLargerThan("MIN_BACKOFF", "MAX_BACKOFF"));
+    .refine(...notLargerThan("MIN_BACKOFF", "MAX_BACKOFF"))
+    .refine(
+      (e) => e.OIDC_TOKEN_FILE === undefined || !/^[a-z][a-z0-9+.-]*:\/\/[^/?#]*@/i.test(e.K_SINK ?? ""),
+      {
+        message: "cannot be used with credentials in K_SINK: both would be the Authorization header",
+        path: ["OIDC_TOKEN_FILE"],
+      },
+    );
   const e = parseEnv("dispatcher", schema, env);
   return Object.freeze({
     ...serverFromEnv(e),
@@ -131,6 +147,8 @@ export function loadDispatcherConfig(env: Env): DispatcherConfig {
     deleteAcked: e.DELETE_ACKED,
     shutdownGraceMs: e.SHUTDOWN_GRACE,
     targets: targetRulesFromEnv(e, [redisHostPattern(e.REDIS_ADDRESS)]),
+    signingKeys: signingKeys(e.EVENT_SIGNING_SECRETS),
+    ...(e.OIDC_TOKEN_FILE === undefined ? {} : { oidcTokenFile: e.OIDC_TOKEN_FILE }),
   });
 }
 

@@ -59,6 +59,16 @@ describe("decide", () => {
       want: { action: "retry", delayMs: 1000 },
     },
     {
+      name: "a consumer that refused our signature is retried for POST too: the app never saw it",
+      facts: facts(error(ErrorCode.Unauthenticated), { method: "POST" }),
+      want: { action: "retry", delayMs: 1000 },
+    },
+    {
+      name: "a forbidden target is dead-lettered at once, never retried",
+      facts: facts(error(ErrorCode.ForbiddenTarget)),
+      want: { action: "dead-letter", reason: "forbidden-target" },
+    },
+    {
       name: "429 on POST is retried: the app refused before processing",
       facts: facts(status(429), { method: "POST" }),
       want: { action: "retry", delayMs: 1000 },

@@ -112,10 +112,11 @@ export function decide(
     return { action: "dead-letter", reason: "forbidden-target" };
   }
 
+  // A consumer that refused our signature (secrets out of step during a rotation) never replayed it.
   const neverProcessed =
     outcome.kind === "response"
       ? NOT_PROCESSED_STATUSES.has(outcome.status)
-      : outcome.code === ErrorCode.TargetUnreachable;
+      : outcome.code === ErrorCode.TargetUnreachable || outcome.code === ErrorCode.Unauthenticated;
   const safeToRepeat =
     neverProcessed ||
     IDEMPOTENT_METHODS.has(facts.method.toUpperCase()) ||

@@ -11,6 +11,7 @@ import { listen } from "../lib/http.js";
 import { parseRedisAddress } from "../lib/redis.js";
 import { createReplayer } from "../lib/replay.js";
 import { streamSource } from "../lib/wire/cloudevent.js";
+import { signingKeys, verifySignature } from "../lib/wire/signature.js";
 import { createCloudEventDeliverer, type Deliverer } from "./deliver.js";
 
 const SOURCE = streamSource(parseRedisAddress("127.0.0.1:6379"), "mystream");
@@ -24,6 +25,7 @@ before(async () => {
     source: SOURCE,
     connections: 4,
     targets: LOOPBACK_TARGETS,
+    signingKeys: signingKeys(["test-secret"]),
   });
 });
 
@@ -66,6 +68,11 @@ describe("CloudEvent deliverer (real HTTP sink)", () => {
     assert.equal(event.asyncrequestid, "req-1");
     assert.equal(event.asyncattempt, "2");
     assert.deepEqual(event.data, entry.fields);
+    // Signed over the very bytes sent, with the configured secret, so that the consumer can tell it is ours.
+    assert.deepEqual(verifySignature(received.headers, received.body, signingKeys(["test-secret"]), 60_000), {
+      ok: true,
+    });
+    assert.equal(verifySignature(received.headers, received.body, signingKeys(["other"]), 60_000).ok, false);
   });
 
   test("reads the consumer's facts back from its answer", async () => {
@@ -113,6 +120,7 @@ describe("CloudEvent deliverer (real HTTP sink)", () => {
       source: SOURCE,
       connections: 1,
       targets: LOOPBACK_TARGETS,
+      signingKeys: [],
     });
     try {
       const outcome = await nowhere.deliver(entry, request, 1, 1000);
@@ -139,6 +147,7 @@ describe("CloudEvent deliverer (real HTTP sink)", () => {
           source: SOURCE,
           connections: 1,
           targets: LOOPBACK_TARGETS,
+          signingKeys: [],
         });
         try {
           const sinkOutcome = await toSink.deliver(entry, request, 1, 1000);

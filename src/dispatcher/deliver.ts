@@ -7,12 +7,14 @@
 import { Agent, request } from "undici";
 import type { StreamEntry } from "../lib/entry.js";
 import type { AsyncRequest } from "../lib/envelope.js";
+import { TokenFile } from "../lib/oidc.js";
 import { type DeliveryOutcome, outcomeFromHttp } from "../lib/outcome.js";
 import { decodeLoosely } from "../lib/redact.js";
 import { createReplayer, refusal } from "../lib/replay.js";
 import { send } from "../lib/send.js";
 import { type TargetRules, targetChecker } from "../lib/target.js";
 import { type EventSource, encodeDeadLetterEvent, encodeStreamEvent } from "../lib/wire/cloudevent.js";
+import { type SigningKey, signatureHeaders } from "../lib/wire/signature.js";
 
 export interface Deliverer {
   deliver(
@@ -57,16 +59,24 @@ export function createCloudEventDeliverer(options: {
   connections: number;
   /** Checked before the event is sent, though the consumer checks again: neither trusts the entry. */
   targets: TargetRules;
+  /** Every event is signed with each (src/lib/wire/signature.ts); none: unsigned. */
+  signingKeys: readonly SigningKey[];
+  /** An OIDC token (a projected service account token) sent as `Authorization: Bearer`, when set. */
+  oidcTokenFile?: string;
 }): Deliverer {
   const checkTarget = targetChecker(options.targets);
+  const { signingKeys } = options;
+  const oidcToken = options.oidcTokenFile === undefined ? undefined : new TokenFile(options.oidcTokenFile);
   const agent = new Agent({ connections: options.connections, pipelining: 1, keepAliveTimeout: 30_000 });
   const { origin, path, authorization } = sinkTarget(options.sink);
   return {
-    deliver(entry, asyncRequest, attempt, timeoutMs) {
+    async deliver(entry, asyncRequest, attempt, timeoutMs) {
       const refused = refusal(checkTarget, asyncRequest.url);
-      if (refused !== undefined) return Promise.resolve(refused);
+      if (refused !== undefined) return refused;
       const event = encodeStreamEvent(entry, options.source, asyncRequest.id, attempt);
       if (authorization) event.headers.push("authorization", authorization);
+      if (oidcToken !== undefined) event.headers.push("authorization", `Bearer ${await oidcToken.token()}`);
+      if (signingKeys.length > 0) event.headers.push(...signatureHeaders(signingKeys, entry.id, event.body));
       // The answer is read back as the consumer's report (src/lib/outcome.ts). No deadline of our own:
       // undici's headers and body timeouts, with room for the replay's, bound the wait.
       const timeout = timeoutMs + SINK_MARGIN_MS;

@@ -143,6 +143,8 @@ class StreamDispatcher implements Dispatcher {
             source,
             connections: config.concurrency,
             targets: config.targets,
+            signingKeys: config.signingKeys,
+            ...(config.oidcTokenFile === undefined ? {} : { oidcTokenFile: config.oidcTokenFile }),
           });
     const registry = deps.registry ?? createRegistry("dispatcher");
     this.#metrics = createMetrics(

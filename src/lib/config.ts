@@ -157,3 +157,10 @@ export const statusListSetting = (defaultValue: readonly number[]) =>
     }
     return codes;
   });
+
+/**
+ * EVENT_SIGNING_SECRETS: the secrets events are signed with (dispatcher) and checked against (consumer),
+ * comma-separated so that a new one can be added before the old one is removed (src/lib/wire/signature.ts).
+ * From a Secret; shown as `<redacted>` in configuration errors, like every variable named *SECRET*.
+ */
+export const signingSecretsSetting = listSetting([]);

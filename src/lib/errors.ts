@@ -29,6 +29,8 @@ export const ErrorCode = {
   StoreUnconfirmed: "ASYNC_ERR_STORE_UNCONFIRMED",
   /** The producer holds as many request bodies as REQUEST_BYTES_IN_FLIGHT allows and none finished in time. */
   Overloaded: "ASYNC_ERR_OVERLOADED",
+  /** An event reached the consumer without a valid signature of our dispatcher. */
+  Unauthenticated: "ASYNC_ERR_UNAUTHENTICATED",
   /**
    * Redis stored the request on the primary but fewer replicas than required confirmed it in time: it
    * may still be delivered, so a client should retry with the same Idempotency-Key.
@@ -71,6 +73,7 @@ const statusByCode: Record<ErrorCode, number> = {
   [ErrorCode.StoreUnavailable]: 503,
   [ErrorCode.StoreUnconfirmed]: 503,
   [ErrorCode.Overloaded]: 503,
+  [ErrorCode.Unauthenticated]: 401,
   [ErrorCode.NotReplicated]: 503,
   [ErrorCode.MalformedEvent]: 400,
   [ErrorCode.IdempotencyMismatch]: 422,

@@ -78,6 +78,8 @@ function statusForError(code: ErrorCode): number {
       return 400;
     case ErrorCode.ForbiddenTarget:
       return 403;
+    case ErrorCode.Unauthenticated:
+      return 401;
     case ErrorCode.TargetTimeout:
       return 504;
     default:

@@ -17,6 +17,7 @@ import { type RecordingServer, startRecordingServer } from "../helpers/http.js";
 import { freePort, waitFor } from "../helpers/net.js";
 import { type ComponentProcess, killAll } from "../helpers/processes.js";
 import { startRedisServer, type TestRedisServer } from "../helpers/redis-server.js";
+import { UNSIGNED_ENV } from "../helpers/signing.js";
 import { redisClient, sendAsync, startConsumer, startDispatcher, startProducer } from "./pipeline.js";
 
 let redis: TestRedisServer;
@@ -71,8 +72,19 @@ async function postEvent(consumer: ComponentProcess, url: string, method = "DELE
   return { id, status: res.statusCode, error: res.headers["async-error"], body: await res.body.text() };
 }
 
-test("the consumer replays to the app, and refuses every forbidden target without connecting", async () => {
+test("the consumer refuses an event not signed by our dispatcher, and sends nothing", async () => {
   const consumer = await startConsumer(onlyTheApp);
+  for (const url of [`http://127.0.0.1:${app.port}/ok`, `http://127.0.0.1:${victim.port}/admin`]) {
+    const refused = await postEvent(consumer, url);
+    assert.equal(refused.status, 401, refused.body);
+    assert.equal(JSON.parse(refused.body).error, ErrorCode.Unauthenticated);
+  }
+  assert.equal(app.received.length + victim.received.length, 0, "nothing was sent");
+  await consumer.kill();
+});
+
+test("even accepting unsigned events, the consumer replays to the app only, never to a forbidden target", async () => {
+  const consumer = await startConsumer({ ...onlyTheApp, ...UNSIGNED_ENV });
   const allowed = await postEvent(consumer, `http://127.0.0.1:${app.port}/ok`, "POST");
   assert.equal(allowed.status, 200, allowed.body);
   await waitFor(() => app.received.some((r) => r.headers["async-request-id"] === allowed.id));

@@ -14,6 +14,7 @@ import type { Received, RecordingServer } from "../helpers/http.js";
 import { freePort } from "../helpers/net.js";
 import { type ComponentProcess, startComponent } from "../helpers/processes.js";
 import type { TestRedisServer } from "../helpers/redis-server.js";
+import { SIGNING_ENV } from "../helpers/signing.js";
 import { LOOPBACK_TARGET_ENV } from "../helpers/targets.js";
 
 export function startProducer(
@@ -35,7 +36,7 @@ export function startConsumer(
   env: Record<string, string> = {},
   options: { port?: number } = {},
 ): Promise<ComponentProcess> {
-  return startComponent("consumer", { ...LOOPBACK_TARGET_ENV, ...env }, options);
+  return startComponent("consumer", { ...LOOPBACK_TARGET_ENV, ...SIGNING_ENV, ...env }, options);
 }
 
 export function startDispatcher(
@@ -66,6 +67,7 @@ function dispatcherEnv(
     MIN_BACKOFF: "100ms",
     MAX_BACKOFF: "500ms",
     ...LOOPBACK_TARGET_ENV,
+    ...SIGNING_ENV,
     ...env,
   };
 }
@@ -94,7 +96,11 @@ export async function startPipeline(
   const consumerPort = await freePort();
   const [producer, consumer, dispatcher] = await Promise.all([
     startProducer(redis, stream, app, env.producer),
-    startComponent("consumer", { ...LOOPBACK_TARGET_ENV, ...env.consumer }, { port: consumerPort }),
+    startComponent(
+      "consumer",
+      { ...LOOPBACK_TARGET_ENV, ...SIGNING_ENV, ...env.consumer },
+      { port: consumerPort },
+    ),
     startComponent(
       "dispatcher",
       dispatcherEnv(redis, stream, `http://127.0.0.1:${consumerPort}`, "d-1", env.dispatcher),
