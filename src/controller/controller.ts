@@ -7,6 +7,11 @@
  * the leader writes. A watch that ends is restarted by the informer; one that fails is restarted here
  * with backoff. Every async KIngress is enqueued again every RESYNC_PERIOD and when leadership starts;
  * reconciling an unchanged object writes nothing.
+ *
+ * The leader also keeps the async services registry in Redis in line with the KIngresses (the reconciler
+ * writes each entry; `checkRegistry` finds the stale and the missing ones): when leadership starts, every
+ * REGISTRY_CHECK_PERIOD and each time its Redis connection comes back, as a Redis that restarted without
+ * its data has lost every entry.
  */
 import { randomUUID } from "node:crypto";
 import { createServer } from "node:http";
@@ -15,7 +20,10 @@ import type { KubeConfig, KubernetesObject, ListWatch } from "@kubernetes/client
 import type { Registry } from "prom-client";
 import { AsyncError, ErrorCode } from "../lib/errors.js";
 import { closeServer, listen, sendError, serveAdmin } from "../lib/http.js";
+import { streamKeys } from "../lib/keys.js";
 import type { Logger } from "../lib/logger.js";
+import { connectRedis, quitRedis } from "../lib/redis.js";
+import { AsyncServicesWriter } from "../lib/registry.js";
 import type { ControllerConfig } from "./config.js";
 import { KubeEventRecorder } from "./events.js";
 import { restartingInformer } from "./informers.js";
@@ -27,6 +35,9 @@ import { IngressReconciler } from "./reconciler.js";
 import { controllerOf, isAsyncIngress, keyOf } from "./resources/meta.js";
 import type { KIngress } from "./types.js";
 import { runWorker, WorkQueue } from "./workqueue.js";
+
+/** How long a registry write may take before the reconcile fails and is retried. */
+const REDIS_TIMEOUT_MS = 5000;
 
 export interface ControllerDeps {
   readonly logger: Logger;
@@ -58,6 +69,13 @@ export async function startController(
 
   const ingresses = client.ingressInformer();
   const services = client.serviceInformer();
+  // failFast: while Redis is away a reconcile fails at once and is retried with backoff, rather than
+  // holding a worker until Redis returns.
+  const redis = connectRedis(config.redis, {
+    name: `knative-async-controller:${identity}`,
+    failFast: true,
+    commandTimeoutMs: REDIS_TIMEOUT_MS,
+  });
   const reconciler = new IngressReconciler({
     client,
     ingresses,
@@ -65,6 +83,7 @@ export async function startController(
     events: new KubeEventRecorder(client, logger, identity),
     config,
     logger,
+    asyncServices: new AsyncServicesWriter(redis, streamKeys(config.streamName)),
   });
 
   let closing = false;
@@ -107,6 +126,7 @@ export async function startController(
       metrics.leader.set(1);
       queue = new WorkQueue();
       enqueueAll();
+      checkRegistry();
       workers = Array.from({ length: config.workers }, () =>
         runWorker(queue, (key) => reconciler.reconcile(key), metrics, logger),
       );
@@ -126,6 +146,27 @@ export async function startController(
   resync.unref();
 
   const isSynced = () => synced.ingresses && synced.services;
+  let checking: Promise<void> | undefined;
+  /** Leader only, and only with a filled cache: an empty one would make every entry look stale. */
+  function checkRegistry(): void {
+    if (closing || checking !== undefined || !elector.isLeader || !isSynced()) return;
+    checking = reconciler
+      .checkRegistry()
+      .then((keys) => {
+        if (keys.length > 0) logger.info({ keys }, "async services registry behind; reconciling them");
+        for (const key of keys) queue.add(key);
+      })
+      .catch((err: unknown) =>
+        logger.warn({ err }, "cannot check the async services registry; will try again"),
+      )
+      .finally(() => {
+        checking = undefined;
+      });
+  }
+  const registryCheck = setInterval(checkRegistry, config.registryCheckPeriodMs);
+  registryCheck.unref();
+  // Each time the connection is (re)established: Redis may have come back without its data.
+  redis.on("ready", checkRegistry);
   const server = createServer((req, res) => {
     if (!serveAdmin(req, res, { registry, ready: async () => isSynced() })) {
       sendError(res, new AsyncError(ErrorCode.NotFound, "not found"));
@@ -153,11 +194,14 @@ export async function startController(
     async close() {
       closing = true;
       clearInterval(resync);
+      clearInterval(registryCheck);
       await elector.stop();
       queue.shutDown();
       await Promise.all(workers);
+      await checking;
       await Promise.all([ingresses.stop(), services.stop()]);
       await closeServer(server, 1000);
+      await quitRedis(redis);
     },
   };
 }

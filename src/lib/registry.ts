@@ -146,7 +146,8 @@ export class AsyncServicesWriter {
   }
 }
 
-function sameService(a: AsyncService, b: AsyncService): boolean {
+/** Same hosts and policy (when it was written does not matter). */
+export function sameService(a: AsyncService, b: AsyncService): boolean {
   return isDeepStrictEqual([...a.hosts], [...b.hosts]) && isDeepStrictEqual(a.policy, b.policy);
 }
 
