@@ -37,10 +37,8 @@ export interface PublishedService extends AsyncService {
   readonly updatedAt: number;
 }
 
-/** A reader's answer for one target. */
+/** A reader's answer for a target that is a published service. */
 export interface ServiceMatch {
-  /** The registry field: `<namespace>/<KIngress name>`. */
-  readonly id: string;
   readonly policy: DeliveryPolicyOverrides;
 }
 
@@ -217,10 +215,10 @@ export class AsyncServicesReader {
     return this.#byHost.get(serviceHostKey(authority));
   }
 
-  /** `lookup` for an absolute URL's host. */
-  lookupUrl(url: string): ServiceMatch | undefined {
+  /** The policy of the service an absolute URL's host belongs to; undefined when it is none. */
+  policyOf(url: string): DeliveryPolicyOverrides | undefined {
     const authority = /^[a-z][a-z0-9+.-]*:\/\/([^/?#]*)/i.exec(url)?.[1];
-    return authority === undefined ? undefined : this.lookup(authority);
+    return authority === undefined ? undefined : this.lookup(authority)?.policy;
   }
 
   /** Loads the registry now; calls made while a load runs are served by one more load after it. */
@@ -253,7 +251,8 @@ export class AsyncServicesReader {
           unreadable.push(id);
           continue;
         }
-        for (const host of service.hosts) byHost.set(serviceHostKey(host), { id, policy: service.policy });
+        const match = { policy: service.policy };
+        for (const host of service.hosts) byHost.set(serviceHostKey(host), match);
       }
       if (unreadable.length > 0) {
         logger.warn(
