@@ -84,7 +84,8 @@ export async function startDev(options: DevOptions): Promise<RunningDev> {
     const appHost = `127.0.0.1:${app.port}`;
 
     // The sample app is the one target: a loopback address stands in for its cluster-local name, and
-    // every component checks it, as they would on a cluster.
+    // every component checks it, as they would on a cluster. There is no controller to publish it in
+    // the async services registry: the allow-list is what lets the producer take it (with no policy).
     const targets = { ALLOWED_TARGET_HOSTS: appHost };
     const consumer = await startConsumer(
       loadConsumerConfig({ PORT: "0", LOG_LEVEL: options.logLevel, ...targets }),
