@@ -132,7 +132,7 @@ export class AsyncServicesWriter {
     return stale;
   }
 
-  /** Everything published (tests, and whoever wants to look). */
+  /** Everything published, by field (the controller's registry check compares it with the KIngresses). */
   async list(): Promise<Map<string, PublishedService>> {
     const all = await this.redis.hgetall(this.keys.services);
     const out = new Map<string, PublishedService>();
@@ -158,14 +158,12 @@ export interface AsyncServicesReaderOptions {
   /** Shown in CLIENT LIST. */
   readonly name: string;
   readonly logger: Logger;
-  /** The safety net: load again this often even without a notice. */
-  readonly refreshMs?: number;
-  /** While nothing could be loaded yet: try again this often. */
-  readonly retryMs?: number;
 }
 
-const DEFAULT_REFRESH_MS = 30_000;
-const DEFAULT_RETRY_MS = 1000;
+/** The safety net: loaded again this often even without a notice. */
+const REFRESH_MS = 30_000;
+/** While nothing could be loaded yet: tried again this often. */
+const RETRY_MS = 1000;
 const WARN_INTERVAL_MS = 30_000;
 
 /** The readers' side: the whole registry in memory, kept current. */
@@ -265,13 +263,14 @@ export class AsyncServicesReader {
       this.#loaded = true;
       this.#problem = undefined;
     } catch (err) {
+      if (this.#closed) return;
       // Once loaded, the last view stays in use: a Redis that is away blocks new requests anyway.
       if (!this.#loaded) this.#problem = `cannot read the async services registry: ${(err as Error).message}`;
       this.#warn(
         "ASYNC_SERVICES_UNREADABLE",
         this.#loaded
           ? "cannot read the async services registry; the last view stays in use"
-          : "cannot read the async services registry; requests for services not on the allow-list get 503 until it is read",
+          : "cannot read the async services registry yet; trying again every second",
         err,
       );
     }
@@ -281,8 +280,7 @@ export class AsyncServicesReader {
   #schedule(): void {
     clearTimeout(this.#timer);
     if (this.#closed) return;
-    const { refreshMs = DEFAULT_REFRESH_MS, retryMs = DEFAULT_RETRY_MS } = this.#options;
-    this.#timer = setTimeout(() => void this.reload(), this.#loaded ? refreshMs : retryMs);
+    this.#timer = setTimeout(() => void this.reload(), this.#loaded ? REFRESH_MS : RETRY_MS);
     this.#timer.unref();
   }
 
