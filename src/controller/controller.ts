@@ -8,15 +8,14 @@
  * with backoff. Every async KIngress is enqueued again every RESYNC_PERIOD and when leadership starts;
  * reconciling an unchanged object writes nothing.
  *
- * The leader also keeps the async services registry in Redis in line with the KIngresses (the reconciler
- * writes each entry; `checkRegistry` finds the stale and the missing ones): when leadership starts, every
- * REGISTRY_CHECK_PERIOD and each time its Redis connection comes back, as a Redis that restarted without
- * its data has lost every entry.
+ * The leader also keeps the async services registry in Redis in line with the KIngresses: the reconciler
+ * writes each entry, and ./registry-check.ts finds the stale and the missing ones.
  */
 import { randomUUID } from "node:crypto";
 import { createServer } from "node:http";
 import { hostname } from "node:os";
 import type { KubeConfig, KubernetesObject, ListWatch } from "@kubernetes/client-node";
+import type { Redis } from "ioredis";
 import type { Registry } from "prom-client";
 import { AsyncError, ErrorCode } from "../lib/errors.js";
 import { closeServer, listen, sendError, serveAdmin } from "../lib/http.js";
@@ -32,6 +31,7 @@ import { LeaderElector } from "./leader.js";
 import { controllerMetrics } from "./metrics.js";
 import { asyncServiceName, childIngressName, INGRESS_API_VERSION, INGRESS_KIND } from "./names.js";
 import { IngressReconciler } from "./reconciler.js";
+import { RegistryCheck } from "./registry-check.js";
 import { controllerOf, isAsyncIngress, keyOf } from "./resources/meta.js";
 import type { KIngress } from "./types.js";
 import { runWorker, WorkQueue } from "./workqueue.js";
@@ -69,13 +69,7 @@ export async function startController(
 
   const ingresses = client.ingressInformer();
   const services = client.serviceInformer();
-  // failFast: while Redis is away a reconcile fails at once and is retried with backoff, rather than
-  // holding a worker until Redis returns.
-  const redis = connectRedis(config.redis, {
-    name: `knative-async-controller:${identity}`,
-    failFast: true,
-    commandTimeoutMs: REDIS_TIMEOUT_MS,
-  });
+  const redis = registryConnection(config, identity);
   const reconciler = new IngressReconciler({
     client,
     ingresses,
@@ -126,7 +120,7 @@ export async function startController(
       metrics.leader.set(1);
       queue = new WorkQueue();
       enqueueAll();
-      checkRegistry();
+      registryCheck.run();
       workers = Array.from({ length: config.workers }, () =>
         runWorker(queue, (key) => reconciler.reconcile(key), metrics, logger),
       );
@@ -146,27 +140,14 @@ export async function startController(
   resync.unref();
 
   const isSynced = () => synced.ingresses && synced.services;
-  let checking: Promise<void> | undefined;
-  /** Leader only, and only with a filled cache: an empty one would make every entry look stale. */
-  function checkRegistry(): void {
-    if (closing || checking !== undefined || !elector.isLeader || !isSynced()) return;
-    checking = reconciler
-      .checkRegistry()
-      .then((keys) => {
-        if (keys.length > 0) logger.info({ keys }, "async services registry behind; reconciling them");
-        for (const key of keys) queue.add(key);
-      })
-      .catch((err: unknown) =>
-        logger.warn({ err }, "cannot check the async services registry; will try again"),
-      )
-      .finally(() => {
-        checking = undefined;
-      });
-  }
-  const registryCheck = setInterval(checkRegistry, config.registryCheckPeriodMs);
-  registryCheck.unref();
-  // Each time the connection is (re)established: Redis may have come back without its data.
-  redis.on("ready", checkRegistry);
+  const registryCheck = new RegistryCheck({
+    reconciler,
+    redis,
+    periodMs: config.registryCheckPeriodMs,
+    mayRun: () => !closing && elector.isLeader && isSynced(),
+    enqueue: (key) => queue.add(key),
+    logger,
+  });
   const server = createServer((req, res) => {
     if (!serveAdmin(req, res, { registry, ready: async () => isSynced() })) {
       sendError(res, new AsyncError(ErrorCode.NotFound, "not found"));
@@ -194,16 +175,27 @@ export async function startController(
     async close() {
       closing = true;
       clearInterval(resync);
-      clearInterval(registryCheck);
       await elector.stop();
       queue.shutDown();
       await Promise.all(workers);
-      await checking;
+      await registryCheck.stop();
       await Promise.all([ingresses.stop(), services.stop()]);
       await closeServer(server, 1000);
       await quitRedis(redis);
     },
   };
+}
+
+/**
+ * The connection the async services registry is written on. Fail-fast: while Redis is away a reconcile
+ * fails at once and is retried with backoff, rather than holding a worker until Redis returns.
+ */
+function registryConnection(config: ControllerConfig, identity: string): Redis {
+  return connectRedis(config.redis, {
+    name: `knative-async-controller:${identity}`,
+    failFast: true,
+    commandTimeoutMs: REDIS_TIMEOUT_MS,
+  });
 }
 
 /**
