@@ -164,7 +164,8 @@ export function decodeEnvelope(text: string): AsyncRequest {
   };
 }
 
-function decodePolicy(value: unknown): DeliveryPolicyOverrides | undefined {
+/** A stored policy (the envelope's, or the async services registry's): known, finite, non-negative values. */
+export function decodePolicy(value: unknown): DeliveryPolicyOverrides | undefined {
   if (value === null || typeof value !== "object" || Array.isArray(value)) return undefined;
   const out: DeliveryPolicyOverrides = {};
   for (const key of ["maxAttempts", "minBackoffMs", "maxBackoffMs", "maxAgeMs", "timeoutMs"] as const) {
