@@ -5,6 +5,7 @@
 import type { Redis } from "ioredis";
 import { streamKeys } from "../src/lib/keys.js";
 import { freePort } from "../src/lib/net.js";
+import { AsyncServicesWriter } from "../src/lib/registry.js";
 import type { AppStats } from "./app.js";
 import type { BenchConfig } from "./config.js";
 import type { LoadRequest, LoadResult, PacedRequest, PacedResult } from "./load-worker.js";
@@ -58,8 +59,19 @@ async function start(
   return { proc, port };
 }
 
+/**
+ * The ingest scenarios' target: no app behind it (the producer only stores), published in the async
+ * services registry as the controller would, so the producer takes it through its usual lookup.
+ */
+export const INGEST_TARGET = "bench-app.bench.svc";
+
 /** `workers` is PRODUCER_WORKERS; unset, the producer's default (one process). */
-export function startProducer(ctx: Context, label: string, workers?: string): Promise<Started> {
+export async function startProducer(ctx: Context, label: string, workers?: string): Promise<Started> {
+  // Published again at every start: scenarios flush Redis between runs.
+  await new AsyncServicesWriter(ctx.redis, KEYS).publish("bench/bench-app", {
+    hosts: [INGEST_TARGET],
+    policy: {},
+  });
   return start(ctx, "producer", label, {
     ALLOWED_TARGET_HOSTS: appHost(ctx),
     ...(workers === undefined ? {} : { PRODUCER_WORKERS: workers }),

@@ -10,6 +10,7 @@ import {
   type Context,
   entriesAdded,
   flush,
+  INGEST_TARGET,
   type Leftovers,
   leftovers,
   paced,
@@ -59,9 +60,6 @@ const TARGET = {
   producerRssMb: 150,
   dispatcherRssMb: 200,
 } as const;
-
-/** A path the producer accepts without a running app: cluster-local Service names are always allowed. */
-const INGEST_TARGET = "bench-app.bench.svc";
 
 function cpuText(cpu: Record<string, number>): string {
   return Object.entries(cpu)

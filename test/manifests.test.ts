@@ -304,11 +304,18 @@ describe("manifests under config/", () => {
       `http://${consumer.manifest.doc.metadata.name}.${consumer.namespace}.svc.cluster.local`,
     );
 
-    // Producer and dispatcher share the stream, on the example Redis.
+    // Producer and dispatcher share the stream, on the example Redis; the controller publishes the async
+    // services registry next to it (its keys are derived from the stream name).
     const redis = one("Service", "redis").doc;
     const redisAddress = `${redis.metadata.name}.${redis.metadata.namespace}.svc.cluster.local:${redis.spec.ports[0].port}`;
-    for (const w of [producer, dispatcher]) assert.equal(envOf(w).REDIS_ADDRESS, redisAddress);
-    assert.equal(envOf(producer).REDIS_STREAM_NAME, envOf(dispatcher).REDIS_STREAM_NAME);
+    for (const w of [producer, dispatcher, controller]) {
+      assert.equal(envOf(w).REDIS_ADDRESS, redisAddress, commandOf(w));
+      assert.equal(envOf(w).REDIS_STREAM_NAME, envOf(producer).REDIS_STREAM_NAME, commandOf(w));
+      assert.ok(
+        (w.container.env as Doc[]).some((e) => e.name === "TLS_CERT" && e.valueFrom?.secretKeyRef?.optional),
+        `${commandOf(w)} takes the Redis CA from the optional secret`,
+      );
+    }
 
     // The optional RedisStreamSource reads the same stream into the same consumer.
     const source = one("RedisStreamSource", "async-stream").doc;
@@ -316,6 +323,55 @@ describe("manifests under config/", () => {
     assert.equal(source.spec.address, `redis://${redisAddress}`);
     assert.equal(source.spec.sink.ref.name, consumer.manifest.doc.metadata.name);
     assert.equal(source.spec.sink.ref.namespace, consumer.namespace);
+  });
+
+  it("the producer's NetworkPolicy selects exactly the producer's pods and admits only named peers", () => {
+    const policy = one("NetworkPolicy", "async-producer");
+    assert.equal(policy.file, "config/optional/producer-network-policy.yaml", "optional: the gateway varies");
+    assert.equal(policy.doc.apiVersion, "networking.k8s.io/v1");
+    const producer = ours().find((w) => commandOf(w) === "producer") as Workload;
+    assert.equal(policy.doc.metadata.namespace, producer.namespace);
+    const selector = policy.doc.spec.podSelector.matchLabels as Record<string, string>;
+    const selects = (w: Workload) =>
+      w.namespace === policy.doc.metadata.namespace &&
+      Object.entries(selector).every(([k, v]) => w.podLabels[k] === v);
+    assert.deepEqual(
+      ours()
+        .filter(selects)
+        .map((w) => commandOf(w)),
+      ["producer"],
+    );
+    assert.deepEqual(policy.doc.spec.policyTypes, ["Ingress"]);
+    const rules = policy.doc.spec.ingress as Doc[];
+    for (const rule of rules) {
+      assert.ok(Array.isArray(rule.from) && rule.from.length > 0, "no rule admits everyone");
+      for (const peer of rule.from as Doc[]) {
+        assert.ok(peer.podSelector || peer.namespaceSelector, "each peer is a selector, not an address");
+        const empty = (s: Doc | undefined) =>
+          s !== undefined && !s.matchLabels && !(s.matchExpressions as Doc[] | undefined)?.length;
+        assert.ok(!empty(peer.podSelector) && !empty(peer.namespaceSelector), "no selector matches all");
+      }
+    }
+    // Knative routes to a producer scaled to zero through the activator: without it, no request arrives.
+    const admitsInOwnNamespace = (app: string) =>
+      rules.some((r) =>
+        (r.from as Doc[]).some(
+          (peer) =>
+            !peer.namespaceSelector &&
+            (peer.podSelector?.matchExpressions as Doc[] | undefined)?.some(
+              (e) => e.key === "app" && e.operator === "In" && e.values.includes(app),
+            ),
+        ),
+      );
+    assert.ok(admitsInOwnNamespace("activator"), "the activator");
+    assert.ok(admitsInOwnNamespace("autoscaler"), "the autoscaler");
+    const gateways = rules.flatMap((r) =>
+      (r.from as Doc[]).map((peer) => peer.namespaceSelector?.matchLabels?.["kubernetes.io/metadata.name"]),
+    );
+    assert.ok(
+      gateways.some((ns) => ["istio-system", "kourier-system", "contour-internal"].includes(ns)),
+      "a networking layer's gateways",
+    );
   });
 
   it("the sample app is asynchronous by its ingress class, with always mode shown commented out", () => {

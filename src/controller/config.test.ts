@@ -16,6 +16,9 @@ describe("loadControllerConfig", () => {
     assert.equal(config.renewDeadlineMs, 10_000);
     assert.equal(config.retryPeriodMs, 2_000);
     assert.equal(config.workers, 2);
+    assert.equal(config.streamName, "mystream");
+    assert.equal(config.redis.host, "127.0.0.1");
+    assert.equal(config.registryCheckPeriodMs, 30_000);
     assert.ok(Object.isFrozen(config));
   });
 

@@ -12,6 +12,7 @@ import {
   serverEnvFields,
   serverFromEnv,
 } from "../lib/config.js";
+import { type RedisSettings, redisEnvFields, redisFromEnv } from "../lib/redis.js";
 import { ASYNC_INGRESS_CLASS, DEFAULT_LEASE_NAME, KNOWN_INGRESS_CLASSES } from "./names.js";
 
 /** A Kubernetes object name (DNS-1123 label). */
@@ -52,6 +53,13 @@ export const controllerEnvSchema = z.object({
   RESYNC_PERIOD: minDurationSetting("10h", 1000),
   /** Keys reconciled in parallel (never the same key twice at once). */
   WORKERS: intSetting(2, 1, 64),
+  /** Where the async services registry is published (src/lib/registry.ts): the producer's Redis and stream. */
+  ...redisEnvFields,
+  /**
+   * How often the leader compares the registry with the KIngresses: puts back what a Redis that lost its
+   * data no longer has, removes what no KIngress wants any more.
+   */
+  REGISTRY_CHECK_PERIOD: minDurationSetting("30s", 100),
 });
 
 export interface ControllerConfig {
@@ -68,6 +76,9 @@ export interface ControllerConfig {
   readonly retryPeriodMs: number;
   readonly resyncPeriodMs: number;
   readonly workers: number;
+  readonly redis: RedisSettings;
+  readonly streamName: string;
+  readonly registryCheckPeriodMs: number;
 }
 
 /** What the pure builders need: no clients, no environment. */
@@ -97,5 +108,7 @@ export function loadControllerConfig(env: Env): ControllerConfig {
     retryPeriodMs: e.RETRY_PERIOD,
     resyncPeriodMs: e.RESYNC_PERIOD,
     workers: e.WORKERS,
+    ...redisFromEnv(e),
+    registryCheckPeriodMs: e.REGISTRY_CHECK_PERIOD,
   });
 }

@@ -7,15 +7,22 @@
  * the leader writes. A watch that ends is restarted by the informer; one that fails is restarted here
  * with backoff. Every async KIngress is enqueued again every RESYNC_PERIOD and when leadership starts;
  * reconciling an unchanged object writes nothing.
+ *
+ * The leader also keeps the async services registry in Redis in line with the KIngresses: the reconciler
+ * writes each entry, and ./registry-check.ts finds the stale and the missing ones.
  */
 import { randomUUID } from "node:crypto";
 import { createServer } from "node:http";
 import { hostname } from "node:os";
 import type { KubeConfig, KubernetesObject, ListWatch } from "@kubernetes/client-node";
+import type { Redis } from "ioredis";
 import type { Registry } from "prom-client";
 import { AsyncError, ErrorCode } from "../lib/errors.js";
 import { closeServer, listen, sendError, serveAdmin } from "../lib/http.js";
+import { streamKeys } from "../lib/keys.js";
 import type { Logger } from "../lib/logger.js";
+import { connectRedis, quitRedis } from "../lib/redis.js";
+import { AsyncServicesWriter } from "../lib/registry.js";
 import type { ControllerConfig } from "./config.js";
 import { KubeEventRecorder } from "./events.js";
 import { restartingInformer } from "./informers.js";
@@ -24,9 +31,13 @@ import { LeaderElector } from "./leader.js";
 import { controllerMetrics } from "./metrics.js";
 import { asyncServiceName, childIngressName, INGRESS_API_VERSION, INGRESS_KIND } from "./names.js";
 import { IngressReconciler } from "./reconciler.js";
+import { RegistryCheck } from "./registry-check.js";
 import { controllerOf, isAsyncIngress, keyOf } from "./resources/meta.js";
 import type { KIngress } from "./types.js";
 import { runWorker, WorkQueue } from "./workqueue.js";
+
+/** How long a registry write may take before the reconcile fails and is retried. */
+const REDIS_TIMEOUT_MS = 5000;
 
 export interface ControllerDeps {
   readonly logger: Logger;
@@ -58,6 +69,7 @@ export async function startController(
 
   const ingresses = client.ingressInformer();
   const services = client.serviceInformer();
+  const redis = registryConnection(config, identity);
   const reconciler = new IngressReconciler({
     client,
     ingresses,
@@ -65,6 +77,7 @@ export async function startController(
     events: new KubeEventRecorder(client, logger, identity),
     config,
     logger,
+    asyncServices: new AsyncServicesWriter(redis, streamKeys(config.streamName)),
   });
 
   let closing = false;
@@ -107,6 +120,7 @@ export async function startController(
       metrics.leader.set(1);
       queue = new WorkQueue();
       enqueueAll();
+      registryCheck.run();
       workers = Array.from({ length: config.workers }, () =>
         runWorker(queue, (key) => reconciler.reconcile(key), metrics, logger),
       );
@@ -126,6 +140,14 @@ export async function startController(
   resync.unref();
 
   const isSynced = () => synced.ingresses && synced.services;
+  const registryCheck = new RegistryCheck({
+    reconciler,
+    redis,
+    periodMs: config.registryCheckPeriodMs,
+    mayRun: () => !closing && elector.isLeader && isSynced(),
+    enqueue: (key) => queue.add(key),
+    logger,
+  });
   const server = createServer((req, res) => {
     if (!serveAdmin(req, res, { registry, ready: async () => isSynced() })) {
       sendError(res, new AsyncError(ErrorCode.NotFound, "not found"));
@@ -156,10 +178,24 @@ export async function startController(
       await elector.stop();
       queue.shutDown();
       await Promise.all(workers);
+      await registryCheck.stop();
       await Promise.all([ingresses.stop(), services.stop()]);
       await closeServer(server, 1000);
+      await quitRedis(redis);
     },
   };
+}
+
+/**
+ * The connection the async services registry is written on. Fail-fast: while Redis is away a reconcile
+ * fails at once and is retried with backoff, rather than holding a worker until Redis returns.
+ */
+function registryConnection(config: ControllerConfig, identity: string): Redis {
+  return connectRedis(config.redis, {
+    name: `knative-async-controller:${identity}`,
+    failFast: true,
+    commandTimeoutMs: REDIS_TIMEOUT_MS,
+  });
 }
 
 /**

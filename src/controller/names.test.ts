@@ -4,7 +4,6 @@ import {
   asyncServiceName,
   childIngressName,
   childName,
-  DELIVERY_POLICY_HEADER,
   ORIGINAL_HOST_HEADER,
   PREFER_ASYNC,
   PREFER_HEADER,
@@ -83,8 +82,8 @@ describe("child names", () => {
 describe("header names on the KIngress", () => {
   it("keep the spelling existing clusters carry", () => {
     assert.deepEqual(
-      [PREFER_HEADER, PREFER_ASYNC, PREFER_SYNC, ORIGINAL_HOST_HEADER, DELIVERY_POLICY_HEADER],
-      ["Prefer", "respond-async", "respond-sync", "Async-Original-Host", "Async-Delivery-Policy"],
+      [PREFER_HEADER, PREFER_ASYNC, PREFER_SYNC, ORIGINAL_HOST_HEADER],
+      ["Prefer", "respond-async", "respond-sync", "Async-Original-Host"],
     );
   });
 });

@@ -4,14 +4,7 @@
  * themselves, so a rename is one edit here.
  */
 import { createHash } from "node:crypto";
-import {
-  canonical,
-  DELIVERY_POLICY,
-  ORIGINAL_HOST,
-  PREFER,
-  RESPOND_ASYNC,
-  RESPOND_SYNC,
-} from "../lib/wire/headers.js";
+import { canonical, ORIGINAL_HOST, PREFER, RESPOND_ASYNC, RESPOND_SYNC } from "../lib/wire/headers.js";
 
 // ---- Kubernetes names ------------------------------------------------------------------------------
 
@@ -102,7 +95,6 @@ export const PREFER_ASYNC = RESPOND_ASYNC;
 export const PREFER_SYNC = RESPOND_SYNC;
 /** Where the producer finds the service the request was meant for. */
 export const ORIGINAL_HOST_HEADER = canonical(ORIGINAL_HOST);
-export const DELIVERY_POLICY_HEADER = canonical(DELIVERY_POLICY);
 /** The async Service's port; the producer is reached on plain HTTP port 80 through the gateway. */
 export const ASYNC_SERVICE_PORT = 80;
 export const ASYNC_SERVICE_PORT_NAME = "http";

@@ -4,7 +4,9 @@
  */
 
 import type { KubeObject } from "../../test/kube/fake-api-server.js";
-import { runTable } from "../../test/kube/table.js";
+import { runTable, WRITTEN } from "../../test/kube/table.js";
+import type { DeliveryPolicyOverrides } from "../lib/envelope.js";
+import type { PublishedService } from "../lib/registry.js";
 import type { BuilderConfig } from "./config.js";
 
 const config: BuilderConfig = {
@@ -84,13 +86,10 @@ function parent(name: string, o: ParentOptions = {}): KubeObject {
 // ---- what the controller should write ----------------------------------------------------------------
 
 /** The path to the producer, spelled out. */
-function toProducer(name: string, extra: Path = {}, policy?: string): Path {
+function toProducer(name: string, extra: Path = {}): Path {
   return {
     rewriteHost: PRODUCER_HOST,
-    appendHeaders: {
-      "Async-Original-Host": `${name}.${NS}.svc.cluster.local`,
-      ...(policy ? { "Async-Delivery-Policy": policy } : {}),
-    },
+    appendHeaders: { "Async-Original-Host": `${name}.${NS}.svc.cluster.local` },
     splits: [{ serviceName: `${name}-async`, serviceNamespace: NS, servicePort: 80, percent: 100 }],
     ...extra,
   };
@@ -156,6 +155,31 @@ function asyncService(
     },
   };
 }
+
+// ---- the async services registry -------------------------------------------------------------------
+
+/** What ioredis says about a command while its fail-fast connection is down. */
+const REDIS_AWAY = "Stream isn't writeable and enableOfflineQueue options is false";
+
+/** When an entry found in the registry was written (a reconcile that leaves it alone keeps this). */
+const EARLIER = 1_700_000_000_000;
+
+/** The registry entry of the service `name`, as the controller publishes it. */
+function published(
+  name: string,
+  o: { policy?: DeliveryPolicyOverrides; updatedAt?: number } = {},
+): Record<string, PublishedService> {
+  return {
+    [`${NS}/${name}`]: {
+      hosts: [`${name}.${NS}.svc.cluster.local`],
+      policy: o.policy ?? {},
+      updatedAt: o.updatedAt ?? WRITTEN,
+    },
+  };
+}
+/** An entry already there (from an earlier reconcile). */
+const publishedEarlier = (name: string, policy: DeliveryPolicyOverrides = {}) =>
+  published(name, { policy, updatedAt: EARLIER });
 
 // ---- statuses --------------------------------------------------------------------------------------
 
@@ -237,6 +261,8 @@ runTable("IngressReconciler", config, [
       asyncService("hello"),
     ],
     key: `${NS}/hello`,
+    registry: publishedEarlier("hello"),
+    wantRegistry: {},
     wantDeletes: [`ingresses ${NS}/hello-new`, `services ${NS}/hello-async`],
     wantEvents: [
       `Normal Deleted Deleted KIngress ${NS}/hello-new: the KIngress is no longer of class ${ASYNC_CLASS}`,
@@ -259,13 +285,17 @@ runTable("IngressReconciler", config, [
     key: `${NS}/hello`,
   },
   {
-    name: "a key that no longer exists (parent deleted) does nothing: the garbage collector removes children",
+    name: "a key that no longer exists (parent deleted): its registry entry goes; the garbage collector removes children",
     key: `${NS}/gone`,
+    registry: { ...publishedEarlier("gone"), ...publishedEarlier("other") },
+    wantRegistry: publishedEarlier("other"),
   },
   {
-    name: "a parent being deleted is left alone",
+    name: "a parent being deleted: its registry entry goes, nothing else is touched",
     objects: [parent("hello", { deleting: true })],
     key: `${NS}/hello`,
+    registry: publishedEarlier("hello"),
+    wantRegistry: {},
   },
   {
     name: "first reconcile, conditional mode (no annotation): creates the child KIngress and Service",
@@ -278,6 +308,7 @@ runTable("IngressReconciler", config, [
       }),
     ],
     key: `${NS}/hello`,
+    wantRegistry: published("hello"),
     wantCreates: [
       conditionalChild("hello", { annotations: { "serving.knative.dev/creator": "alice" } }),
       asyncService("hello"),
@@ -304,6 +335,7 @@ runTable("IngressReconciler", config, [
       }),
     ],
     key: `${NS}/split`,
+    wantRegistry: published("split"),
     wantCreates: [
       child("split", {
         annotations: { "async.knative.dev/mode": "conditional.async.knative.dev" },
@@ -329,6 +361,7 @@ runTable("IngressReconciler", config, [
     name: "always mode, one path: the path answers only Prefer: respond-sync, then everything goes to the producer",
     objects: [parent("always", { annotations: { "async.knative.dev/mode": "always.async.knative.dev" } })],
     key: `${NS}/always`,
+    wantRegistry: published("always"),
     wantCreates: [
       child("always", {
         annotations: { "async.knative.dev/mode": "always.async.knative.dev" },
@@ -354,6 +387,7 @@ runTable("IngressReconciler", config, [
       }),
     ],
     key: `${NS}/always`,
+    wantRegistry: published("always"),
     wantCreates: [
       child("always", {
         annotations: { "async.knative.dev/mode": "always.async.knative.dev" },
@@ -372,22 +406,18 @@ runTable("IngressReconciler", config, [
     wantEvents: createdEvents("always"),
   },
   {
-    name: "a delivery policy set by annotations travels as Async-Delivery-Policy on the producer path",
+    name: "a delivery policy set by annotations is published in the registry, not on the route (a client could send a header)",
     objects: [
       parent("policy", {
         annotations: { "async.knative.dev/max-attempts": "3", "async.knative.dev/min-backoff": "500ms" },
       }),
     ],
     key: `${NS}/policy`,
+    wantRegistry: published("policy", { policy: { maxAttempts: 3, minBackoffMs: 500 } }),
     wantCreates: [
       child("policy", {
         annotations: { "async.knative.dev/max-attempts": "3", "async.knative.dev/min-backoff": "500ms" },
-        rules: [
-          externalRule("policy", [
-            toProducer("policy", PREFER_ASYNC, "max-attempts=3; min-backoff=500ms"),
-            appPath("policy-00001"),
-          ]),
-        ],
+        rules: [externalRule("policy", [toProducer("policy", PREFER_ASYNC), appPath("policy-00001")])],
       }),
       asyncService("policy"),
     ],
@@ -398,6 +428,7 @@ runTable("IngressReconciler", config, [
     name: "a 63-character name: children follow Knative's child-name rule (cut + md5), and the route points at the cut name",
     objects: [parent("a-service-with-a-very-long-name-that-knative-accepts-up-to-63ch")],
     key: `${NS}/a-service-with-a-very-long-name-that-knative-accepts-up-to-63ch`,
+    wantRegistry: published("a-service-with-a-very-long-name-that-knative-accepts-up-to-63ch"),
     wantCreates: [
       child("a-service-with-a-very-long-name-that-knative-accepts-up-to-63ch", {
         childName: "a-service-with-a-very-long-d983d3abf5bc3784947e64f9013b33de-new",
@@ -446,13 +477,14 @@ runTable("IngressReconciler", config, [
     ],
   },
   {
-    name: "an invalid mode annotation: Ready=False naming the annotation; the working children are not touched",
+    name: "an invalid mode annotation: Ready=False naming the annotation; the working children and the registry entry are not touched",
     objects: [
       parent("hello", { annotations: { "async.knative.dev/mode": "sometimes" }, status: readyParentStatus }),
       conditionalChild("hello", { generation: 1, status: readyChildStatus }),
       asyncService("hello"),
     ],
     key: `${NS}/hello`,
+    registry: publishedEarlier("hello"),
     wantStatusUpdates: [
       withStatus(
         parent("hello"),
@@ -497,6 +529,7 @@ runTable("IngressReconciler", config, [
       }),
     ],
     key: `${NS}/hello`,
+    registry: publishedEarlier("hello"),
   },
   {
     name: "an invalid policy annotation is reported like a bad mode, naming the annotation; nothing is created",
@@ -525,6 +558,39 @@ runTable("IngressReconciler", config, [
     ],
   },
   {
+    name: "a policy annotation changed: the registry entry is rewritten (queued requests get it too), the route stays",
+    objects: [
+      parent("hello", { annotations: { "async.knative.dev/max-attempts": "5" }, status: readyParentStatus }),
+      conditionalChild("hello", {
+        annotations: { "async.knative.dev/max-attempts": "5" },
+        generation: 1,
+        status: readyChildStatus,
+      }),
+      asyncService("hello"),
+    ],
+    key: `${NS}/hello`,
+    registry: publishedEarlier("hello", { maxAttempts: 3 }),
+    wantRegistry: published("hello", { policy: { maxAttempts: 5 } }),
+  },
+  {
+    name: "the registry cannot be reached: Warning event, retried; children and status untouched",
+    objects: [
+      parent("hello", { status: readyParentStatus }),
+      conditionalChild("hello", { generation: 1, status: readyChildStatus }),
+      asyncService("hello"),
+    ],
+    key: `${NS}/hello`,
+    registryDown: true,
+    wantEvents: [`Warning InternalError ${REDIS_AWAY}`],
+    wantErr: new RegExp(REDIS_AWAY),
+  },
+  {
+    name: "the registry cannot be reached when the parent is gone: retried, so the entry is not left behind",
+    key: `${NS}/gone`,
+    registryDown: true,
+    wantErr: new RegExp(REDIS_AWAY),
+  },
+  {
     name: "child not ready yet: the parent waits (Unknown), with the child's reason",
     objects: [
       parent("hello", { status: status(waiting("hello"), READY, waiting("hello")) }),
@@ -538,6 +604,7 @@ runTable("IngressReconciler", config, [
       asyncService("hello"),
     ],
     key: `${NS}/hello`,
+    registry: publishedEarlier("hello"),
     wantStatusUpdates: [
       withStatus(
         parent("hello"),
@@ -565,6 +632,7 @@ runTable("IngressReconciler", config, [
       asyncService("hello"),
     ],
     key: `${NS}/hello`,
+    registry: publishedEarlier("hello"),
     wantStatusUpdates: [withStatus(parent("hello"), readyParentStatus)],
   },
   {
@@ -575,6 +643,7 @@ runTable("IngressReconciler", config, [
       asyncService("hello"),
     ],
     key: `${NS}/hello`,
+    registry: publishedEarlier("hello"),
   },
   {
     name: "child ready for an older generation: the parent waits until the networking layer catches up",
@@ -584,6 +653,7 @@ runTable("IngressReconciler", config, [
       asyncService("hello"),
     ],
     key: `${NS}/hello`,
+    registry: publishedEarlier("hello"),
     wantStatusUpdates: [withStatus(parent("hello"), status(waiting("hello"), READY, waiting("hello"), LB))],
   },
   {
@@ -600,6 +670,7 @@ runTable("IngressReconciler", config, [
       asyncService("hello"),
     ],
     key: `${NS}/hello`,
+    registry: publishedEarlier("hello"),
     wantStatusUpdates: [
       withStatus(
         parent("hello"),
@@ -615,6 +686,7 @@ runTable("IngressReconciler", config, [
     name: "child KIngress deleted by hand: it is created again",
     objects: [parent("hello", { status: readyParentStatus }), asyncService("hello")],
     key: `${NS}/hello`,
+    registry: publishedEarlier("hello"),
     wantCreates: [conditionalChild("hello")],
     wantStatusUpdates: [withStatus(parent("hello"), status(waiting("hello"), READY, waiting("hello")))],
     wantEvents: [`Normal Created Created KIngress ${NS}/hello-new`],
@@ -633,6 +705,7 @@ runTable("IngressReconciler", config, [
       asyncService("hello"),
     ],
     key: `${NS}/hello`,
+    registry: publishedEarlier("hello"),
     wantUpdates: [
       (() => {
         const fixed = conditionalChild("hello", { status: readyChildStatus });
@@ -651,11 +724,12 @@ runTable("IngressReconciler", config, [
       asyncService("hello", { externalName: "elsewhere.example.com" }),
     ],
     key: `${NS}/hello`,
+    registry: publishedEarlier("hello"),
     wantUpdates: [asyncService("hello")],
     wantEvents: [`Normal Updated Updated Service ${NS}/hello-async`],
   },
   {
-    name: "a child name taken by a KIngress this parent does not own: never overwritten, reported as NotOwned",
+    name: "a child name taken by a KIngress this parent does not own: never overwritten, reported as NotOwned, not published",
     objects: [
       parent("hello"),
       {
@@ -687,7 +761,7 @@ runTable("IngressReconciler", config, [
     ],
   },
   {
-    name: "first reconcile (failure creating the child KIngress): conditions initialized, Warning event, retried",
+    name: "first reconcile (failure creating the child KIngress): conditions initialized, Warning event, retried, not published yet",
     objects: [parent("hello")],
     key: `${NS}/hello`,
     failures: [{ verb: "create", resource: "ingresses", message: "inducing failure for create ingresses" }],
@@ -704,6 +778,7 @@ runTable("IngressReconciler", config, [
       asyncService("hello", { externalName: "elsewhere.example.com" }),
     ],
     key: `${NS}/hello`,
+    registry: publishedEarlier("hello"),
     failures: [{ verb: "update", resource: "services", message: "inducing failure for update services" }],
     wantUpdates: [asyncService("hello")],
     wantEvents: ["Warning InternalError update services: inducing failure for update services"],
@@ -717,6 +792,7 @@ runTable("IngressReconciler", config, [
       asyncService("hello"),
     ],
     key: `${NS}/hello`,
+    registry: publishedEarlier("hello"),
     failures: [{ verb: "update", resource: "ingresses", subresource: "status", code: 409 }],
     wantStatusUpdates: [
       withStatus(parent("hello"), readyParentStatus),

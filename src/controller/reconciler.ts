@@ -3,11 +3,20 @@
  * class (a KIngress no longer async only has children left behind removed), work on a copy, write the
  * status only when it changed, retry status conflicts, record a Warning event and rethrow other errors
  * so the queue retries with backoff); `reconcileKind` is the per-kind
- * logic: validate the annotations, put the two children in their desired state, and take the parent's
- * readiness and load balancers from the child KIngress that the real networking layer reconciles.
+ * logic: validate the annotations, publish the service in the async services registry, put the two
+ * children in their desired state, and take the parent's readiness and load balancers from the child
+ * KIngress that the real networking layer reconciles.
+ *
+ * The registry entry (src/lib/registry.ts) is what lets the producer take requests for the service, with
+ * its policy. It is written once both children are in place (the networking layer takes far longer to
+ * program the new route than this write takes), never for a route another owner holds, and removed when
+ * the KIngress is gone, being deleted, or no longer async. It is written after the children, not before:
+ * a wait on Redis between reading the parent and its children from the cache could see a parent that was
+ * deleted meanwhile, and create orphans.
  */
 import type { ObjectCache } from "@kubernetes/client-node";
 import type { Logger } from "../lib/logger.js";
+import { type AsyncServicesWriter, sameService, serviceId } from "../lib/registry.js";
 import type { BuilderConfig } from "./config.js";
 import { semanticEqual } from "./equality.js";
 import type { EventRecorder, EventType } from "./events.js";
@@ -15,6 +24,7 @@ import { isAlreadyExists, isConflict, isNotFound, type KubeClient } from "./kube
 import { ASYNC_INGRESS_CLASS, asyncServiceName, childIngressName } from "./names.js";
 import { makeChildIngress } from "./resources/ingress.js";
 import { isAsyncIngress, isControlledBy, keyOf } from "./resources/meta.js";
+import { makeAsyncService, registryId } from "./resources/registry.js";
 import { makeProducerService } from "./resources/service.js";
 import { readAsyncSettings } from "./resources/settings.js";
 import { getCondition, READY, StatusBuilder } from "./status.js";
@@ -28,6 +38,8 @@ export interface ReconcilerDeps {
   readonly events: EventRecorder;
   readonly config: BuilderConfig;
   readonly logger: Logger;
+  /** The async services registry in Redis. */
+  readonly asyncServices: AsyncServicesWriter;
 }
 
 /** Status updates that hit a conflict are retried this many times, each on a fresh read. */
@@ -47,11 +59,15 @@ export class IngressReconciler {
   async reconcile(key: string): Promise<void> {
     const [namespace = "", name = ""] = key.split("/", 2);
     const cached = this.deps.ingresses.get(name, namespace);
-    // Gone: its children carry owner references, so the garbage collector removes them.
-    if (cached === undefined) return;
-    if (cached.metadata.deletionTimestamp) return;
-    if (!isAsyncIngress(cached)) {
-      await this.removeChildren(cached);
+    // Gone: its children carry owner references, so the garbage collector removes them; its registry
+    // entry is ours to remove.
+    if (cached === undefined) {
+      await this.deps.asyncServices.remove(serviceId(namespace, name));
+      return;
+    }
+    if (cached.metadata.deletionTimestamp || !isAsyncIngress(cached)) {
+      await this.unpublish(cached);
+      if (!cached.metadata.deletionTimestamp) await this.removeChildren(cached);
       return;
     }
 
@@ -110,6 +126,7 @@ export class IngressReconciler {
       this.markNotOwned(parent, status, events, "Service", asyncServiceName(parent.metadata.name ?? ""));
       return;
     }
+    await this.deps.asyncServices.publish(registryId(parent), makeAsyncService(parent, settings.settings));
     status.markNetworkConfigured();
     this.propagateChildStatus(child, status);
   }
@@ -211,6 +228,44 @@ export class IngressReconciler {
       if (!isAlreadyExists(err)) throw err;
       return { object: await calls.get(), created: false };
     }
+  }
+
+  /** Removes the registry entry of a KIngress being deleted or no longer async; a failure is retried. */
+  private async unpublish(ingress: KIngress): Promise<void> {
+    try {
+      await this.deps.asyncServices.remove(registryId(ingress));
+    } catch (err) {
+      await this.deps.events.record(ingress, "Warning", "InternalError", (err as Error).message);
+      throw err;
+    }
+  }
+
+  /**
+   * Brings the registry in line with the KIngresses in the cache: removes the entries no async KIngress
+   * wants any more (deleted while no controller led, say), and returns the keys of async KIngresses whose
+   * entry is missing or differs (a Redis that lost its data), for the work queue: reconciling them
+   * publishes them. The caller makes sure the cache is filled.
+   */
+  async checkRegistry(): Promise<string[]> {
+    const wanted = (ingress: KIngress | undefined): ingress is KIngress =>
+      ingress !== undefined && isAsyncIngress(ingress) && !ingress.metadata.deletionTimestamp;
+    await this.deps.asyncServices.prune((id) => {
+      const [namespace = "", name = ""] = id.split("/", 2);
+      return wanted(this.deps.ingresses.get(name, namespace));
+    });
+    const published = await this.deps.asyncServices.list();
+    const behind: string[] = [];
+    for (const ingress of this.deps.ingresses.list()) {
+      if (!wanted(ingress)) continue;
+      const settings = readAsyncSettings(ingress);
+      // Invalid annotations publish nothing: the reconcile reports them and keeps what was there.
+      if (!settings.ok) continue;
+      const entry = published.get(registryId(ingress));
+      if (entry === undefined || !sameService(entry, makeAsyncService(ingress, settings.settings))) {
+        behind.push(keyOf(ingress));
+      }
+    }
+    return behind;
   }
 
   /**

@@ -85,7 +85,8 @@ export async function startDev(options: DevOptions): Promise<RunningDev> {
     const appHost = `127.0.0.1:${app.port}`;
 
     // The sample app is the one target: a loopback address stands in for its cluster-local name, and
-    // every component checks it, as they would on a cluster.
+    // every component checks it, as they would on a cluster. There is no controller to publish it in
+    // the async services registry: the allow-list is what lets the producer take it (with no policy).
     const targets = { ALLOWED_TARGET_HOSTS: appHost };
     // The dispatcher signs every event and the consumer checks it, as on a cluster with their Secret.
     const signing = { EVENT_SIGNING_SECRETS: randomBytes(32).toString("base64url") };

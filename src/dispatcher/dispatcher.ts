@@ -35,6 +35,7 @@ import type { Logger } from "../lib/logger.js";
 import { createRegistry } from "../lib/metrics.js";
 import type { DeliveryOutcome } from "../lib/outcome.js";
 import { connectRedis, quitRedis, redisIsReady } from "../lib/redis.js";
+import { AsyncServicesReader } from "../lib/registry.js";
 import { appReceivesIdempotencyKey } from "../lib/replay.js";
 import { pause, settlesWithin } from "../lib/wait.js";
 import { streamSource } from "../lib/wire/cloudevent.js";
@@ -80,6 +81,8 @@ const READ_GATHER_MS = 10;
 const READ_BACKOFF = { baseMs: 200, maxMs: 1000 };
 /** On close, how long the Redis work still running may take before the connections are cut. */
 const CLOSE_REDIS_MS = 1000;
+/** At start, how long the first load of the async services registry is waited for. */
+const SERVICES_LOAD_MS = 1000;
 
 export async function startDispatcher(config: DispatcherConfig, deps: DispatcherDeps): Promise<Dispatcher> {
   const dispatcher = new StreamDispatcher(config, deps);
@@ -104,6 +107,8 @@ class StreamDispatcher implements Dispatcher {
   readonly #lease: LeaseKeeper;
   readonly #promoter: Promoter;
   readonly #moves: EntryMoves;
+  /** The services' current delivery policies (src/lib/registry.ts). */
+  readonly #services: AsyncServicesReader;
   /** Aborted when close() starts: no more reads, take-overs or promotions. */
   readonly #closing = new AbortController();
   #groupReady = false;
@@ -178,6 +183,13 @@ class StreamDispatcher implements Dispatcher {
       start: (entry, deliveries) => this.#start(entry, deliveries),
     });
     this.#promoter = new Promoter(this.#scripts, this.#metrics, this.#logger);
+    this.#services = new AsyncServicesReader({
+      redis: config.redis,
+      commands: this.#commands,
+      keys: this.#keys,
+      name: `knative-async-dispatcher-services:${consumer}`,
+      logger: this.#logger,
+    });
     this.#moves = new EntryMoves({
       scripts: this.#scripts,
       logger: this.#logger,
@@ -199,6 +211,8 @@ class StreamDispatcher implements Dispatcher {
   async start(): Promise<void> {
     const config = this.#config;
     this.#port = await listen(this.#server, config.port);
+    // Not loaded in time: entries fall back to their envelope's policy meanwhile.
+    await settlesWithin(this.#services.start(), SERVICES_LOAD_MS);
     const closing = this.#closing.signal;
     this.#readLoop = this.#read(closing);
     this.#lease.start(closing);
@@ -344,7 +358,9 @@ class StreamDispatcher implements Dispatcher {
       return;
     }
 
-    const policy = effectivePolicy(this.#config.retry, request.policy);
+    // The service's policy as it is now (a change applies to queued requests too), else the envelope's.
+    const published = this.#services.policyOf(request.url);
+    const policy = effectivePolicy(this.#config.retry, published ?? request.policy);
     const ageFrom = ageOrigin(request.acceptedAt, entry.fields);
     if (isExpired(ageFrom, started, policy)) {
       const outcome = failure(ErrorCode.TargetTimeout, "expired before delivery");
@@ -393,6 +409,7 @@ class StreamDispatcher implements Dispatcher {
     await settlesWithin(Promise.all([this.#lease.stop(), this.#promoter.stopped()]), CLOSE_REDIS_MS);
     await this.#deliverer.close();
     await closeServer(this.#server, 1000);
+    this.#services.close();
     this.#reader.disconnect();
     await quitRedis(this.#commands, CLOSE_REDIS_MS);
     this.#logger.info("dispatcher stopped");

@@ -218,7 +218,8 @@ function fromBase64(text: Buffer): Buffer {
   return out.subarray(0, written);
 }
 
-function decodePolicy(value: unknown): DeliveryPolicyOverrides | undefined {
+/** A stored policy (the envelope's, or the async services registry's): known, finite, non-negative values. */
+export function decodePolicy(value: unknown): DeliveryPolicyOverrides | undefined {
   if (value === null || typeof value !== "object" || Array.isArray(value)) return undefined;
   const out: DeliveryPolicyOverrides = {};
   for (const key of ["maxAttempts", "minBackoffMs", "maxBackoffMs", "maxAgeMs", "timeoutMs"] as const) {

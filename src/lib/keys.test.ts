@@ -9,6 +9,8 @@ test("derived keys share the stream's cluster slot through a hash tag", () => {
   assert.equal(keys.retrySchedule, "{mystream}:retry:schedule");
   assert.equal(keys.idempotency("abc"), "{mystream}:idem:abc");
   assert.equal(keys.status("r1"), "{mystream}:status:r1");
+  assert.equal(keys.services, "{mystream}:services");
+  assert.equal(keys.servicesChanged, "{mystream}:services:changed");
 });
 
 test("a stream name with its own hash tag is used as the prefix unchanged", () => {

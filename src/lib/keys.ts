@@ -20,6 +20,13 @@ export interface StreamKeys {
   readonly idempotencyPrefix: string;
   /** Prefix for per-request status records. */
   readonly statusPrefix: string;
+  /**
+   * Hash of the async services the controller published: `<namespace>/<KIngress name>` -> JSON
+   * `{hosts, policy, updatedAt}` (src/lib/registry.ts).
+   */
+  readonly services: string;
+  /** Pub/Sub channel on which the controller announces a change of `services` (the message: the field). */
+  readonly servicesChanged: string;
   idempotency(key: string): string;
   status(requestId: string): string;
 }
@@ -42,6 +49,8 @@ export function streamKeys(streamName: string): StreamKeys {
     deadLetter: `${prefix}:dlq`,
     idempotencyPrefix,
     statusPrefix,
+    services: `${prefix}:services`,
+    servicesChanged: `${prefix}:services:changed`,
     idempotency: (key: string) => `${idempotencyPrefix}${key}`,
     status: (requestId: string) => `${statusPrefix}${requestId}`,
   });

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { parseDuration } from "./durations.js";
-import { formatPolicyHeader, parsePolicyHeader, policyFromAnnotations } from "./policy.js";
+import { policyFromAnnotations } from "./policy.js";
 
 test("durations", () => {
   assert.equal(parseDuration("1500"), 1500);
@@ -15,7 +15,7 @@ test("durations", () => {
   assert.equal(parseDuration("5s garbage"), undefined);
 });
 
-test("annotations become a header and back", () => {
+test("annotations become a policy", () => {
   const { policy, problems } = policyFromAnnotations({
     "async.knative.dev/max-attempts": "3",
     "async.knative.dev/min-backoff": "500ms",
@@ -24,9 +24,6 @@ test("annotations become a header and back", () => {
   });
   assert.deepEqual(problems, []);
   assert.deepEqual(policy, { maxAttempts: 3, minBackoffMs: 500, maxAgeMs: 3_600_000 });
-  const header = formatPolicyHeader(policy);
-  assert.equal(header, "max-attempts=3; min-backoff=500ms; max-age=1h");
-  assert.deepEqual(parsePolicyHeader(header), policy);
 });
 
 test("bad annotations are reported, not guessed", () => {
@@ -39,10 +36,4 @@ test("bad annotations are reported, not guessed", () => {
     problems.map((p) => p.name),
     ["async.knative.dev/max-attempts", "async.knative.dev/timeout"],
   );
-});
-
-test("a malformed header is ignored item by item", () => {
-  assert.equal(parsePolicyHeader(""), undefined);
-  assert.equal(parsePolicyHeader("nonsense"), undefined);
-  assert.deepEqual(parsePolicyHeader("max-attempts=x; timeout=10s; other=1"), { timeoutMs: 10_000 });
 });

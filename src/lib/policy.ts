@@ -1,19 +1,19 @@
 /**
  * Per-service delivery settings. A platform operator sets defaults on the dispatcher; a service owner may
  * tighten or loosen them for one Knative Service with annotations, which Knative copies onto the
- * KIngress. The controller turns them into one header on the async route, the producer parses that header
- * into the envelope's `policy`, and the dispatcher applies it, clamped to the operator's limits.
+ * KIngress. The controller publishes them in the async services registry (src/lib/registry.ts), the
+ * producer copies them into the envelope's `policy`, and the dispatcher applies the registry's current
+ * ones (or else the envelope's), clamped to the operator's limits. Never from a request header: a client
+ * could send one.
  *
- *   annotation                        header item      meaning
- *   async.knative.dev/max-attempts    max-attempts=5   deliveries tried in all, first one included
- *   async.knative.dev/min-backoff     min-backoff=1s   first retry delay
- *   async.knative.dev/max-backoff     max-backoff=5m   longest retry delay
- *   async.knative.dev/max-age         max-age=24h      give up (dead-letter) past this age
- *   async.knative.dev/timeout         timeout=30s      per-attempt request timeout
- *
- * Header: `Async-Delivery-Policy: max-attempts=5; min-backoff=1s`.
+ *   annotation                        meaning
+ *   async.knative.dev/max-attempts    deliveries tried in all, first one included
+ *   async.knative.dev/min-backoff     first retry delay
+ *   async.knative.dev/max-backoff     longest retry delay
+ *   async.knative.dev/max-age         give up (dead-letter) past this age
+ *   async.knative.dev/timeout         per-attempt request timeout
  */
-import { formatDuration, parseDuration } from "./durations.js";
+import { parseDuration } from "./durations.js";
 import type { DeliveryPolicyOverrides } from "./envelope.js";
 
 const POLICY_ANNOTATION_PREFIX = "async.knative.dev/";
@@ -70,29 +70,4 @@ export function policyFromAnnotations(annotations: Readonly<Record<string, strin
     }
   }
   return { policy, problems };
-}
-
-export function formatPolicyHeader(policy: DeliveryPolicyOverrides): string {
-  return ITEMS.filter((i) => policy[i.key] !== undefined)
-    .map((i) => {
-      const value = policy[i.key] as number;
-      return `${i.name}=${i.kind === "count" ? value : formatDuration(value)}`;
-    })
-    .join("; ");
-}
-
-/** Parses the header; unknown or malformed items are ignored (the controller already validated them). */
-export function parsePolicyHeader(value: string | undefined): DeliveryPolicyOverrides | undefined {
-  if (value === undefined || value.trim() === "") return undefined;
-  const policy: DeliveryPolicyOverrides = {};
-  for (const part of value.split(/[;,]/)) {
-    const eq = part.indexOf("=");
-    if (eq < 0) continue;
-    const name = part.slice(0, eq).trim().toLowerCase();
-    const item = ITEMS.find((i) => i.name === name);
-    if (!item) continue;
-    const parsed = parseValue(item, part.slice(eq + 1));
-    if (parsed !== undefined) policy[item.key] = parsed;
-  }
-  return Object.keys(policy).length > 0 ? policy : undefined;
 }

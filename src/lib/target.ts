@@ -99,6 +99,15 @@ function matches(pattern: HostPattern, target: Authority): boolean {
   return pattern.wildcard ? target.host.endsWith(pattern.host) : target.host === pattern.host;
 }
 
+/**
+ * True when `authorityText` (`host[:port]`) is one of `patterns`: the producer takes requests for an
+ * allowed host without its being a registered async service (src/producer/services.ts).
+ */
+export function matchesHostPatterns(patterns: readonly HostPattern[], authorityText: string): boolean {
+  const authority = parseAuthority(authorityText);
+  return authority !== undefined && patterns.some((p) => matches(p, authority));
+}
+
 /** `<name>.<namespace>.svc` or `<name>.<namespace>.svc.cluster.local`, with DNS-1123 labels. */
 export function isClusterLocalService(host: string): boolean {
   const labels = host.split(".");

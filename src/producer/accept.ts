@@ -5,11 +5,15 @@
  */
 import { randomUUID } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
-import { type AsyncRequest, encodeEnvelope, encodeEnvelopeBuffer } from "../lib/envelope.js";
+import {
+  type AsyncRequest,
+  type DeliveryPolicyOverrides,
+  encodeEnvelope,
+  encodeEnvelopeBuffer,
+} from "../lib/envelope.js";
 import { AsyncError, ErrorCode } from "../lib/errors.js";
 import { type BodyLimit, readBody } from "../lib/http.js";
 import type { Logger } from "../lib/logger.js";
-import { parsePolicyHeader } from "../lib/policy.js";
 import type { TargetResolver } from "../lib/target.js";
 import { RETRY_AFTER } from "../lib/wire/headers.js";
 import { prefersRespondAsync } from "../lib/wire/prefer.js";
@@ -19,6 +23,7 @@ import { type ConnectionGuard, hasTooManyHeaders, headersTooLarge, MAX_HEADERS }
 import { parseIdempotencyKey } from "./idempotency.js";
 import type { ProducerMetrics } from "./metrics.js";
 import { type RequestHeaders, readHeaders } from "./request-headers.js";
+import type { ServiceGate } from "./services.js";
 import type { Answer, RequestStore } from "./store.js";
 
 export interface AcceptedInfo {
@@ -34,6 +39,8 @@ export interface AcceptParts {
   readonly requestSizeLimit: number;
   /** Resolves and checks the target (target.ts's `targetResolver`). */
   readonly resolve: TargetResolver;
+  /** Whether the target is an async service, and its delivery policy (services.ts). */
+  readonly services: ServiceGate;
   readonly budget: ByteBudget;
   readonly store: RequestStore;
   /** Says whether what followed a request on its connection puts its body in doubt. */
@@ -56,7 +63,8 @@ const LARGE_BODY_BYTES = 32 * 1024;
  * its outcome label; it throws the error to answer with otherwise.
  */
 export function requestAcceptor(parts: AcceptParts) {
-  const { requestSizeLimit, resolve, budget, store, connections, metrics, logger, onAccepted } = parts;
+  const { requestSizeLimit, resolve, services, budget, store, connections, metrics, logger, onAccepted } =
+    parts;
   const tooLarge = () => bodyTooLarge(requestSizeLimit);
   const bodyLimit: BodyLimit = { limit: requestSizeLimit, tooLarge, afterLimit: "stop" };
 
@@ -68,6 +76,7 @@ export function requestAcceptor(parts: AcceptParts) {
     if (hasTooManyHeaders(req)) throw headersTooLarge(`more than ${MAX_HEADERS} header fields`);
     const headers = readHeaders(req.rawHeaders);
     const target = resolve(headers.originalHost, req.url);
+    const policy = services(target);
     const key = parseIdempotencyKey(headers.idempotencyKey);
     const declaredText = req.headers["content-length"];
     const declared = declaredText === undefined ? -1 : Number(declaredText);
@@ -103,7 +112,7 @@ export function requestAcceptor(parts: AcceptParts) {
       );
 
       if (connections.unreadable(req)) throw badFraming(declared);
-      const request = asyncRequest(req.method ?? "GET", target.url, headers, body);
+      const request = asyncRequest(req.method ?? "GET", target.url, headers, body, policy);
       const answer = await store.accept(request, encode(request), key);
       budget.give(held);
       held = 0;
@@ -131,9 +140,14 @@ export function requestAcceptor(parts: AcceptParts) {
   }
 }
 
-/** The request as stored: a new id, the target, every header but the delivery policy, the body. */
-function asyncRequest(method: string, url: string, headers: RequestHeaders, body: Buffer): AsyncRequest {
-  const policy = parsePolicyHeader(headers.policy?.join("; "));
+/** The request as stored: a new id, the target, its headers, the body, and its service's policy. */
+function asyncRequest(
+  method: string,
+  url: string,
+  headers: RequestHeaders,
+  body: Buffer,
+  policy: DeliveryPolicyOverrides | undefined,
+): AsyncRequest {
   return {
     id: randomUUID(),
     url,

@@ -20,6 +20,7 @@ test("defaults match the original producer and the design notes", () => {
   assert.equal(config.waitReplicas, 0);
   assert.equal(config.waitTimeoutMs, 1000);
   assert.equal(config.redisTimeoutMs, 2000);
+  assert.equal(config.requireRegisteredTargets, true);
   assert.ok(Object.isFrozen(config));
 });
 
@@ -35,8 +36,10 @@ test("settings are parsed from their env names", () => {
     REDIS_WAIT_REPLICAS: "1",
     REDIS_WAIT_TIMEOUT: "250ms",
     REDIS_TIMEOUT: "3s",
+    REQUIRE_REGISTERED_TARGETS: "false",
   });
   assert.equal(config.port, 0);
+  assert.equal(config.requireRegisteredTargets, false);
   assert.equal(config.redis.password, "secret");
   assert.equal(config.redis.db, 2);
   assert.equal(config.redis.tls?.ca, "-----BEGIN CERTIFICATE-----");
@@ -67,6 +70,7 @@ test("the schema's keys are exactly the env names the producer reads", () => {
     "REDIS_WAIT_TIMEOUT",
     "REQUEST_BYTES_IN_FLIGHT",
     "REQUEST_SIZE_LIMIT",
+    "REQUIRE_REGISTERED_TARGETS",
     "SYSTEM_NAMESPACE",
     "TARGET_PORTS",
     "TLS_CERT",

@@ -5,6 +5,7 @@
 import { availableParallelism } from "node:os";
 import { z } from "zod";
 import {
+  boolSetting,
   type Env,
   intSetting,
   minDurationSetting,
@@ -60,6 +61,9 @@ export const producerEnvSchema = z.object({
   REDIS_TIMEOUT: minDurationSetting("2s", 1),
   PRODUCER_WORKERS: workersSetting,
   REQUEST_BYTES_IN_FLIGHT: intSetting(8 * 1024 * 1024, 1),
+  // false: any cluster-local Service is a target, as before the registry (for set-ups without our
+  // controller, which is what publishes the async services). Weaker: see the README.
+  REQUIRE_REGISTERED_TARGETS: boolSetting(true),
 });
 
 export interface ProducerConfig {
@@ -89,6 +93,11 @@ export interface ProducerConfig {
   readonly requestBytesInFlight: number;
   /** Processes serving requests (node:cluster workers sharing the port when more than one). */
   readonly workers: number;
+  /**
+   * Only services the controller published as async (src/lib/registry.ts) and ALLOWED_TARGET_HOSTS are
+   * targets; when false, any cluster-local Service the target rule allows.
+   */
+  readonly requireRegisteredTargets: boolean;
 }
 
 export function loadProducerConfig(env: Env): ProducerConfig {
@@ -110,5 +119,6 @@ export function loadProducerConfig(env: Env): ProducerConfig {
     redisTimeoutMs: e.REDIS_TIMEOUT,
     workers: e.PRODUCER_WORKERS,
     requestBytesInFlight: e.REQUEST_BYTES_IN_FLIGHT,
+    requireRegisteredTargets: e.REQUIRE_REGISTERED_TARGETS,
   });
 }

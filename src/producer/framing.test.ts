@@ -114,6 +114,8 @@ describe("producer answers to broken framing and oversized headers", () => {
         REDIS_ADDRESS: server.address,
         REDIS_STREAM_NAME: stream,
         REDIS_TIMEOUT: "5s",
+        // These tests are about framing, not targets: the target is allowed without a registry entry.
+        ALLOWED_TARGET_HOSTS: TARGET,
       }),
       { logger: createLogger("producer", { level: "silent" }) },
     );

@@ -16,6 +16,7 @@ import { ErrorCode } from "../lib/errors.js";
 import { streamKeys } from "../lib/keys.js";
 import { createLogger } from "../lib/logger.js";
 import { connectRedis, parseRedisAddress } from "../lib/redis.js";
+import { AsyncServicesWriter } from "../lib/registry.js";
 import { prefersRespondAsync } from "../lib/wire/prefer.js";
 import { loadProducerConfig } from "./config.js";
 import { type AcceptedInfo, type RunningProducer, startProducer } from "./producer.js";
@@ -84,6 +85,12 @@ describe("producer against a real Redis", () => {
 
   before(async () => {
     server = await startRedisServer();
+    redis = connectRedis(parseRedisAddress(server.address), { name: "producer-test" });
+    // What the controller publishes for the Knative Service `app`: the target is an async service.
+    await new AsyncServicesWriter(redis, streamKeys(stream)).publish("default/app", {
+      hosts: [TARGET],
+      policy: { maxAttempts: 3, minBackoffMs: 500 },
+    });
     const config = loadProducerConfig({
       PORT: "0",
       REDIS_ADDRESS: server.address,
@@ -101,7 +108,6 @@ describe("producer against a real Redis", () => {
       onAccepted: (info) => accepted.push(info),
       selfHosts: ["self.local.test"],
     });
-    redis = connectRedis(parseRedisAddress(server.address), { name: "producer-test" });
   });
 
   after(async () => {
@@ -370,9 +376,9 @@ describe("producer against a real Redis", () => {
     }
   });
 
-  test("the delivery policy header goes into the envelope, not into the stored headers", async () => {
+  test("the envelope carries the service's policy from the registry; a client's Async-Delivery-Policy is dropped", async () => {
     const reply = await send(producer.port, {
-      headers: asyncHeaders({ "async-delivery-policy": "max-attempts=3; min-backoff=500ms" }),
+      headers: asyncHeaders({ "async-delivery-policy": "max-attempts=1000; max-age=30d" }),
     });
     assert.equal(reply.status, 202);
     const { request } = await entryOf(String(reply.json.id));
@@ -494,10 +500,10 @@ describe("producer against a real Redis", () => {
     // Not the client's fault: a warning with the code, once for the burst rather than per request.
     const warnings = logLines.filter((l) => l.level === "warn" && l.code === ErrorCode.StoreUnavailable);
     assert.equal(warnings.length, 1);
-    // Nothing per request at info level: the only info line is the start-up line.
+    // Nothing per request at info level: the only info lines are those of the start.
     assert.deepEqual(
       logLines.filter((l) => l.level === "info").map((l) => l.msg),
-      ["producer listening"],
+      ["async services registry loaded", "producer listening"],
     );
     assert.equal((await send(producer.port, { method: "GET", path: "/readyz" })).status, 503);
     const metrics = await send(producer.port, { method: "GET", path: "/metrics" });
@@ -505,6 +511,12 @@ describe("producer against a real Redis", () => {
     assert.match(metrics.text, /^knative_async_producer_stream_length\{component="producer"\} NaN$/im);
 
     await server.start();
+    // This Redis keeps nothing across a restart: the controller publishes the service again (it does
+    // when its connection comes back, see test/kube/controller.test.ts), and the producer hears of it.
+    await new AsyncServicesWriter(redis, streamKeys(stream)).publish("default/app", {
+      hosts: [TARGET],
+      policy: {},
+    });
     await waitFor(
       async () => (await send(producer.port, { method: "GET", path: "/readyz" })).status === 200,
       {
@@ -568,6 +580,8 @@ describe("REDIS_WAIT_REPLICAS against a real replica", () => {
         // Long enough that a replica that is up confirms in time even on a busy 2-core machine.
         REDIS_WAIT_TIMEOUT: "1s",
         REDIS_TIMEOUT: "1s",
+        // About replicas, not targets: the target is allowed without a registry entry.
+        ALLOWED_TARGET_HOSTS: TARGET,
       }),
       { logger: createLogger("producer", { level: "silent" }) },
     );

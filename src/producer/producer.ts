@@ -14,11 +14,20 @@
  */
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { Registry } from "prom-client";
-import { ADMIN_PATHS, type AdminEndpoints, closeServer, listen, sendJson, serveAdmin } from "../lib/http.js";
+import {
+  ADMIN_PATHS,
+  type AdminEndpoints,
+  closeServer,
+  listen,
+  type Readiness,
+  sendJson,
+  serveAdmin,
+} from "../lib/http.js";
 import { streamKeys } from "../lib/keys.js";
 import { type Logger, throttledWarn } from "../lib/logger.js";
 import { createRegistry } from "../lib/metrics.js";
 import { connectRedis, quitRedis, redisIsReady, waitUntilReady } from "../lib/redis.js";
+import { AsyncServicesReader } from "../lib/registry.js";
 import { parseHostPattern, targetResolver } from "../lib/target.js";
 import { ORIGINAL_HOST } from "../lib/wire/headers.js";
 import { type AcceptedInfo, requestAcceptor } from "./accept.js";
@@ -27,6 +36,7 @@ import { ByteBudget } from "./budget.js";
 import type { ProducerConfig } from "./config.js";
 import { ConnectionGuard, SERVER_LIMITS } from "./connections.js";
 import { producerMetrics } from "./metrics.js";
+import { serviceGate } from "./services.js";
 import { RequestStore, writeTimeoutMs } from "./store.js";
 
 export type { AcceptedInfo };
@@ -73,9 +83,22 @@ export async function startProducer(config: ProducerConfig, deps: ProducerDeps):
   const budget = new ByteBudget(Math.ceil(config.requestBytesInFlight / config.workers), timeoutMs);
   const metrics = producerMetrics(registry, redis, keys.stream, config.redisTimeoutMs, budget);
   const connections = new ConnectionGuard();
+  // Which targets are async services, and their policies: read from Redis into memory, kept current.
+  const services = new AsyncServicesReader({
+    redis: config.redis,
+    commands: redis,
+    keys,
+    name: `${config.producerName}-producer-services`,
+    logger,
+  });
   const accept = requestAcceptor({
     requestSizeLimit: config.requestSizeLimit,
     resolve,
+    services: serviceGate({
+      services,
+      allowed: config.allowedTargetHosts,
+      requireRegistered: config.requireRegisteredTargets,
+    }),
     budget,
     store,
     connections,
@@ -87,7 +110,13 @@ export async function startProducer(config: ProducerConfig, deps: ProducerDeps):
 
   const admin: AdminEndpoints = {
     registry,
-    ready: async () => !closing && (await redisIsReady(redis)),
+    ready: async (): Promise<Readiness> => {
+      if (closing) return { ready: false, reason: "closing" };
+      // Until it has been read, every registered service would be refused: not ready rather than that.
+      if (!services.loaded) return { ready: false, reason: services.problem ?? "not loaded" };
+      if (!(await redisIsReady(redis))) return { ready: false, reason: "Redis does not answer" };
+      return { ready: true };
+    },
   };
 
   function handle(req: IncomingMessage, res: ServerResponse, expectsContinue: boolean): void {
@@ -117,10 +146,13 @@ export async function startProducer(config: ProducerConfig, deps: ProducerDeps):
   // needless; a Redis that is really away does not hold up the start (/readyz reports it), hence the
   // timeout is not an error here.
   await waitUntilReady(redis, config.redisTimeoutMs).catch(() => undefined);
+  // Not awaited past its first try: a registry that cannot be read yet is reported by /readyz.
+  await services.start();
   let port: number;
   try {
     port = await listen(server, config.port);
   } catch (err) {
+    services.close();
     redis.disconnect();
     throw err;
   }
@@ -134,6 +166,7 @@ export async function startProducer(config: ProducerConfig, deps: ProducerDeps):
     async close() {
       closing = true;
       await closeServer(server);
+      services.close();
       await quitRedis(redis);
     },
   };

@@ -110,6 +110,8 @@ describe("what the producer's 503s say about the write", () => {
         REDIS_ADDRESS: `127.0.0.1:${relay.port}`,
         REDIS_STREAM_NAME: stream,
         REDIS_TIMEOUT: "300ms",
+        // These tests are about the write, not targets: the target is allowed without a registry entry.
+        ALLOWED_TARGET_HOSTS: "app.default.svc.cluster.local",
       }),
       { logger: createLogger("producer", { level: "silent" }) },
     );

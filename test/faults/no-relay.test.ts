@@ -13,6 +13,7 @@ import { DATA_FIELD, fieldValue } from "../../src/lib/entry.js";
 import { encodeEnvelope } from "../../src/lib/envelope.js";
 import { ErrorCode } from "../../src/lib/errors.js";
 import { streamKeys } from "../../src/lib/keys.js";
+import { AsyncServicesWriter } from "../../src/lib/registry.js";
 import { type RecordingServer, startRecordingServer } from "../helpers/http.js";
 import { freePort, waitFor } from "../helpers/net.js";
 import { type ComponentProcess, killAll } from "../helpers/processes.js";
@@ -133,14 +134,21 @@ test("entries written straight into the stream to a forbidden target are dead-le
   }
 });
 
-test("the producer refuses this project's own services and ports that are not service ports", async () => {
+test("the producer refuses this project's own services, ports that are not service ports, and services that are not async", async () => {
   const stream = `relay-producer-${randomUUID().slice(0, 8)}`;
+  // The app is an async service, as the controller publishes it.
+  await new AsyncServicesWriter(client, streamKeys(stream)).publish("default/app", {
+    hosts: ["app.default.svc.cluster.local"],
+    policy: {},
+  });
   const producer = await startProducer(redis, stream, app);
   for (const host of [
     "async-consumer.knative-serving.svc.cluster.local",
     "async-producer.knative-serving.svc",
     "redis.redis.svc.cluster.local:6379",
     "app.default.svc:8080",
+    // A cluster-local service that never opted in: the producer is no deputy for it.
+    "internal-api.default.svc",
   ]) {
     const sent = await sendAsync(producer, app, "/x", { headers: { "async-original-host": host } });
     assert.equal(sent.status, 403, host);

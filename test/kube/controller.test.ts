@@ -1,22 +1,30 @@
 /**
  * The real controller (informers, work queue, reconciler, leader election, admin endpoints) against the
  * fake API server over HTTP. Each replica authenticates with its own token, so the server's audit says
- * who wrote what. Where the Knative CRD is available, every KIngress write is validated against it.
+ * who wrote what. Where the Knative CRD is available, every KIngress write is validated against it. The
+ * async services registry the controller publishes is in a real Redis.
  */
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
+import { randomUUID } from "node:crypto";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { PassThrough } from "node:stream";
-import { after, afterEach, before, describe, it } from "node:test";
+import { after, afterEach, before, beforeEach, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
+import { isDeepStrictEqual } from "node:util";
+import type { Redis } from "ioredis";
 import { loadControllerConfig } from "../../src/controller/config.js";
 import { type RunningController, startController } from "../../src/controller/controller.js";
 import { isAllowed } from "../../src/controller/rbac.js";
+import { streamKeys } from "../../src/lib/keys.js";
 import { createLogger } from "../../src/lib/logger.js";
 import { createRegistry } from "../../src/lib/metrics.js";
+import { connectRedis, parseRedisAddress } from "../../src/lib/redis.js";
+import { AsyncServicesWriter, type PublishedService } from "../../src/lib/registry.js";
 import { waitFor } from "../helpers/net.js";
+import { startRedisServer, type TestRedisServer } from "../helpers/redis-server.js";
 import { CRD_SKIP_REASON, ingressCrdSchema } from "./crd.js";
 import { type Action, FakeApiServer, type KubeObject } from "./fake-api-server.js";
 import { validate } from "./openapi.js";
@@ -93,6 +101,10 @@ const nonLeaseWrites = (actions: Action[]) => actions.filter((a) => isWrite(a) &
 
 describe("controller against the fake API server", () => {
   let server: FakeApiServer;
+  let redisServer: TestRedisServer;
+  let redis: Redis;
+  /** Each test's own stream, and so its own registry. */
+  let stream = "";
   const replicas: Replica[] = [];
 
   before(async () => {
@@ -101,12 +113,34 @@ describe("controller against the fake API server", () => {
       const schema = ingressCrdSchema();
       server.setValidator("ingresses", (object) => validate(object, schema));
     }
+    redisServer = await startRedisServer();
+    redis = connectRedis(parseRedisAddress(redisServer.address), { name: "controller-test" });
+  });
+  beforeEach(() => {
+    stream = `controller-${randomUUID()}`;
   });
   afterEach(async () => {
     await Promise.all(replicas.splice(0).map((r) => r.close()));
     server.reset();
   });
-  after(() => server.close());
+  after(async () => {
+    redis.disconnect();
+    await redisServer.cleanup();
+    await server.close();
+  });
+
+  const registry = () => new AsyncServicesWriter(redis, streamKeys(stream));
+  /** `namespace/name` -> the policy published for it. */
+  async function published(): Promise<Record<string, PublishedService["policy"]>> {
+    const out: Record<string, PublishedService["policy"]> = {};
+    for (const [id, entry] of await registry().list()) out[id] = entry.policy;
+    return out;
+  }
+  const registryIs = (want: Record<string, PublishedService["policy"]>, what: string) =>
+    waitFor(async () => isDeepStrictEqual(await published(), want), {
+      what: `${what}: ${JSON.stringify(want)}`,
+      timeoutMs: 5000,
+    });
 
   async function startReplica(name: string, env: Record<string, string> = {}): Promise<Replica> {
     const user = `replica-${name}`;
@@ -122,6 +156,8 @@ describe("controller against the fake API server", () => {
       RENEW_DEADLINE: "600ms",
       RETRY_PERIOD: "100ms",
       RESYNC_PERIOD: "1h",
+      REDIS_ADDRESS: redisServer.address,
+      REDIS_STREAM_NAME: stream,
       ...env,
     });
     const controller = await startController(config, {
@@ -308,6 +344,59 @@ describe("controller against the fake API server", () => {
     });
   });
 
+  it("publishes the async services: entries come, change and go with their KIngresses; stale and lost ones are mended", async () => {
+    // Left behind by a KIngress deleted while no controller was leading.
+    await registry().publish("default/ghost", { hosts: ["ghost.default.svc.cluster.local"], policy: {} });
+    server.seed(parentIngress("hello"), parentIngress("slow", { "async.knative.dev/max-attempts": "4" }));
+    const a = await startReplica("a", { REGISTRY_CHECK_PERIOD: "200ms" });
+    await leaderOf([a]);
+    await registryIs({ "default/hello": {}, "default/slow": { maxAttempts: 4 } }, "published, ghost removed");
+    assert.deepEqual(
+      (await registry().list()).get("default/hello")?.hosts,
+      ["hello.default.svc.cluster.local"],
+      "the host the route names",
+    );
+    await waitFor(() => child("slow") !== undefined, { what: "the child KIngress", timeoutMs: 5000 });
+    const route = child("slow")?.spec as {
+      rules: Array<{ http: { paths: Array<Record<string, unknown>> } }>;
+    };
+    assert.deepEqual(
+      route.rules[0]?.http.paths[0]?.appendHeaders,
+      { "Async-Original-Host": "slow.default.svc.cluster.local" },
+      "the policy is not on the route",
+    );
+
+    server.edit("ingresses", NS, "slow", (o) => {
+      (o.metadata.annotations as Record<string, string>)["async.knative.dev/max-attempts"] = "6";
+    });
+    await registryIs({ "default/hello": {}, "default/slow": { maxAttempts: 6 } }, "the new policy");
+
+    server.edit("ingresses", NS, "hello", (o) => {
+      (o.metadata.annotations as Record<string, string>)["networking.knative.dev/ingress.class"] =
+        "kourier.ingress.networking.knative.dev";
+    });
+    await registryIs({ "default/slow": { maxAttempts: 6 } }, "no longer async: removed");
+
+    server.remove("ingresses", NS, "slow");
+    server.seed(parentIngress("fresh"));
+    await registryIs({ "default/fresh": {} }, "deleted: removed; created: published");
+
+    // Redis lost its data (FLUSHALL, a failover to an empty replica): the periodic check puts it back.
+    await redis.del(streamKeys(stream).services);
+    await registryIs({ "default/fresh": {} }, "put back after the loss");
+  });
+
+  it("a Redis restarted without its data gets the registry back as soon as the controller reconnects", async () => {
+    server.seed(parentIngress("hello"));
+    const a = await startReplica("a");
+    await leaderOf([a]);
+    await registryIs({ "default/hello": {} }, "published");
+    await redisServer.stop();
+    await redisServer.start();
+    // REGISTRY_CHECK_PERIOD is 30 s here: only the reconnection can bring it back this soon.
+    await registryIs({ "default/hello": {} }, "published again after the restart");
+  });
+
   it("watches that end, fail or expire are restarted and nothing is missed", async () => {
     const a = await startReplica("a");
     await leaderOf([a]);
@@ -444,6 +533,8 @@ describe("controller against the fake API server", () => {
       LEASE_DURATION: "1s",
       RENEW_DEADLINE: "600ms",
       RETRY_PERIOD: "100ms",
+      REDIS_ADDRESS: redisServer.address,
+      REDIS_STREAM_NAME: stream,
     };
     delete env.KUBERNETES_SERVICE_HOST;
     const proc = spawn(process.execPath, [bin, "controller"], { env, stdio: ["ignore", "pipe", "pipe"] });

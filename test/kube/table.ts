@@ -6,15 +6,22 @@
  *
  * Each row runs against the fake API server over real HTTP: the row's objects are seeded there, real
  * informers list them into the caches, `reconcile(key)` runs once, and the server's audit of requests
- * is compared with the row.
+ * is compared with the row. The async services registry is a real Redis: the row's entries are seeded
+ * there, and what it holds afterwards is compared with the row too.
  */
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
+import type { Redis } from "ioredis";
 import type { BuilderConfig } from "../../src/controller/config.js";
 import { KubeEventRecorder } from "../../src/controller/events.js";
 import { KubeClient } from "../../src/controller/kube.js";
 import { IngressReconciler } from "../../src/controller/reconciler.js";
+import { streamKeys } from "../../src/lib/keys.js";
 import { createLogger } from "../../src/lib/logger.js";
+import { freePort } from "../../src/lib/net.js";
+import { connectRedis, parseRedisAddress } from "../../src/lib/redis.js";
+import { AsyncServicesWriter, decodeService, type PublishedService } from "../../src/lib/registry.js";
+import { startRedisServer, type TestRedisServer } from "../helpers/redis-server.js";
 import { FakeApiServer, type InducedFailure, type KubeObject } from "./fake-api-server.js";
 
 export interface TableRow {
@@ -36,7 +43,21 @@ export interface TableRow {
   readonly wantErr?: RegExp;
   /** Extra reads the reconciler makes, `"get ingresses default/name"` (fresh reads after conflicts). */
   readonly wantGets?: string[];
+  /** The async services registry before the reconcile, by field (`namespace/name`). */
+  readonly registry?: Record<string, PublishedService>;
+  /**
+   * The registry afterwards; an entry written by this reconcile has `updatedAt: WRITTEN`. Absent: as
+   * seeded, untouched.
+   */
+  readonly wantRegistry?: Record<string, PublishedService>;
+  /** The registry's Redis cannot be reached. */
+  readonly registryDown?: boolean;
 }
+
+/** The `updatedAt` of an entry the reconcile wrote, in `wantRegistry`. */
+export const WRITTEN = -1;
+
+const STREAM = "table";
 
 /** Server-assigned metadata: not part of what the reconciler decides. */
 const SERVER_FIELDS = ["uid", "resourceVersion", "generation", "creationTimestamp", "managedFields"];
@@ -63,17 +84,47 @@ function statusView(object: KubeObject): unknown {
 export function runTable(title: string, config: BuilderConfig, rows: readonly TableRow[]): void {
   describe(title, () => {
     let server: FakeApiServer;
+    let redisServer: TestRedisServer;
+    let redis: Redis;
+    let unreachable: Redis;
+    const keys = streamKeys(STREAM);
     const logger = createLogger("controller-test", { level: "silent" });
 
     before(async () => {
       server = await FakeApiServer.start();
+      redisServer = await startRedisServer();
+      redis = connectRedis(parseRedisAddress(redisServer.address), { name: "table" });
+      // Nothing listens there: what the controller's fail-fast connection does while Redis is away.
+      unreachable = connectRedis(parseRedisAddress(`127.0.0.1:${await freePort()}`), {
+        name: "table-unreachable",
+        failFast: true,
+      });
     });
-    after(() => server.close());
+    after(async () => {
+      unreachable.disconnect();
+      redis.disconnect();
+      await redisServer.cleanup();
+      await server.close();
+    });
+
+    /** The registry as the row compares it: entries this reconcile wrote have `updatedAt: WRITTEN`. */
+    async function registryView(seeded: Record<string, PublishedService>) {
+      const view: Record<string, PublishedService> = {};
+      for (const [id, value] of Object.entries(await redis.hgetall(keys.services))) {
+        const entry = decodeService(value) as PublishedService;
+        view[id] = { ...entry, updatedAt: value === JSON.stringify(seeded[id]) ? entry.updatedAt : WRITTEN };
+      }
+      return view;
+    }
 
     for (const row of rows) {
       it(row.name, async () => {
         server.reset();
         server.seed(...(row.objects ?? []));
+        await redis.del(keys.services);
+        for (const [id, entry] of Object.entries(row.registry ?? {})) {
+          await redis.hset(keys.services, id, JSON.stringify(entry));
+        }
         const client = new KubeClient(server.kubeConfig("controller"));
         const ingresses = client.ingressInformer();
         const services = client.serviceInformer();
@@ -88,6 +139,7 @@ export function runTable(title: string, config: BuilderConfig, rows: readonly Ta
             events: new KubeEventRecorder(client, logger, "test"),
             config,
             logger,
+            asyncServices: new AsyncServicesWriter(row.registryDown ? unreachable : redis, keys),
           });
 
           let error: unknown;
@@ -146,6 +198,11 @@ export function runTable(title: string, config: BuilderConfig, rows: readonly Ta
             writes.filter((a) => a.verb === "patch"),
             [],
             "the reconciler never patches",
+          );
+          assert.deepEqual(
+            await registryView(row.registry ?? {}),
+            row.wantRegistry ?? row.registry ?? {},
+            "async services registry",
           );
         } finally {
           await Promise.all([ingresses.stop(), services.stop()]);

@@ -4,7 +4,9 @@ import { AsyncError } from "../../lib/errors.js";
 import type { BuilderConfig } from "../config.js";
 import type { KIngress } from "../types.js";
 import { makeChildIngress } from "./ingress.js";
+import { makeAsyncService, registryId } from "./registry.js";
 import { makeProducerService } from "./service.js";
+import { requireAsyncSettings } from "./settings.js";
 
 const config: BuilderConfig = {
   ingressClassName: "contour.ingress.networking.knative.dev",
@@ -40,6 +42,19 @@ function parent(annotations: Record<string, string> = {}, uid: string | null = "
     },
   };
 }
+
+describe("makeAsyncService", () => {
+  it("publishes the host the route names and the policy of the annotations, under namespace/name", () => {
+    const p = parent({ "async.knative.dev/max-attempts": "4", "async.knative.dev/timeout": "30s" });
+    assert.equal(registryId(p), "team-a/hello");
+    assert.deepEqual(makeAsyncService(p, requireAsyncSettings(p)), {
+      hosts: ["hello.team-a.svc.cluster.local"],
+      policy: { maxAttempts: 4, timeoutMs: 30_000 },
+    });
+    const route = makeChildIngress(p, config).spec.rules?.[0]?.http?.paths[0];
+    assert.deepEqual(route?.appendHeaders, { "Async-Original-Host": "hello.team-a.svc.cluster.local" });
+  });
+});
 
 describe("makeChildIngress / makeProducerService", () => {
   it("are pure: deterministic, and the parent is not modified", () => {

@@ -9,17 +9,16 @@
  *                     the rule when a rule had several paths).
  *
  * The path to the producer targets the `<name>-async` ExternalName Service on port 80, rewrites the Host
- * to the producer's cluster-local host (the gateway routes on it), and appends `Async-Original-Host` (and
- * `Async-Delivery-Policy` when the Service sets a policy) so the producer knows where the request was going.
+ * to the producer's cluster-local host (the gateway routes on it), and appends `Async-Original-Host` so
+ * the producer knows where the request was going. The delivery policy does not travel on the route (a
+ * client could send the same header): it is in the async services registry (./registry.ts).
  */
-import { formatPolicyHeader } from "../../lib/policy.js";
 import type { BuilderConfig } from "../config.js";
 import {
   ASYNC_SERVICE_PORT,
   asyncServiceName,
   childIngressName,
   clusterLocalHost,
-  DELIVERY_POLICY_HEADER,
   INGRESS_API_VERSION,
   INGRESS_CLASS_ANNOTATION,
   INGRESS_KIND,
@@ -74,7 +73,7 @@ function childAnnotations(parent: KIngress, ingressClass: string): Record<string
 
 function childSpec(parent: KIngress, settings: AsyncSettings, config: BuilderConfig): IngressSpec {
   const source = structuredClone(parent.spec ?? {});
-  const asyncPath = makeAsyncPath(parent, settings, config);
+  const asyncPath = makeAsyncPath(parent, config);
   const spec: IngressSpec = {};
   if (source.rules !== undefined) {
     spec.rules = source.rules.map((rule) => rewriteRule(rule, settings, asyncPath));
@@ -101,16 +100,11 @@ function rewriteRule(rule: IngressRule, settings: AsyncSettings, asyncPath: HTTP
 }
 
 /** The path that sends a request to the producer (without header matches; the mode adds those). */
-function makeAsyncPath(parent: KIngress, settings: AsyncSettings, config: BuilderConfig): HTTPIngressPath {
+function makeAsyncPath(parent: KIngress, config: BuilderConfig): HTTPIngressPath {
   const name = parent.metadata.name ?? "";
   const namespace = parent.metadata.namespace ?? "";
-  const appendHeaders: Record<string, string> = {
-    [ORIGINAL_HOST_HEADER]: clusterLocalHost(name, namespace),
-  };
-  const policy = formatPolicyHeader(settings.policy);
-  if (policy !== "") appendHeaders[DELIVERY_POLICY_HEADER] = policy;
   return {
-    appendHeaders,
+    appendHeaders: { [ORIGINAL_HOST_HEADER]: clusterLocalHost(name, namespace) },
     rewriteHost: producerHost(config),
     splits: [
       {

@@ -6,7 +6,7 @@
  *
  * Who sets what:
  *   client -> producer     prefer, idempotency-key
- *   gateway -> producer    async-original-host, async-delivery-policy (the controller's appendHeaders)
+ *   gateway -> producer    async-original-host (the controller's appendHeaders)
  *   producer -> client     async-request-id, preference-applied, idempotent-replayed, retry-after
  *   dispatcher -> app      async-request-id, async-attempt, prefer: respond-sync, x-forwarded-host
  *   consumer -> dispatcher async-target-status, async-target-duration-ms, async-error, retry-after
@@ -14,7 +14,11 @@
 
 /** The service an async request was meant for; set by the async route, never stored or replayed. */
 export const ORIGINAL_HOST = "async-original-host";
-/** The per-service delivery policy the controller appends to the async route (src/lib/policy.ts). */
+/**
+ * The header that once carried a service's delivery policy on the async route. The policy now comes from
+ * the async services registry only (src/lib/registry.ts): the producer drops this header, whoever sent
+ * it, and replays strip it.
+ */
 export const DELIVERY_POLICY = "async-delivery-policy";
 /** The request id: in the 202, on every replay to the app, and on answers that concern a stored request. */
 export const REQUEST_ID = "async-request-id";
