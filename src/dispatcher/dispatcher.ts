@@ -237,20 +237,15 @@ class StreamDispatcher implements Dispatcher {
    */
   async #read(closing: AbortSignal): Promise<void> {
     const readMinSlots = Math.max(1, Math.min(READ_MIN_SLOTS, Math.floor(this.#config.concurrency / 4)));
-    const slots = this.#slots;
     const backoff = new Backoff(READ_BACKOFF);
     while (!closing.aborted) {
       try {
         if (!this.#groupReady) await this.#ensureGroup();
-        await slots.waitUntil(() => slots.readable() > 0, closing);
-        // Slots free up one by one under load: a short wait for more makes one read of many entries.
-        const gather = Math.min(readMinSlots, slots.readableWhenIdle());
-        if (slots.readable() < gather)
-          await slots.waitUntil(() => slots.readable() >= gather, closing, READ_GATHER_MS);
-        // A take-over may have taken the room meanwhile; COUNT 0 would mean no limit at all.
-        const count = Math.min(slots.readable(), MAX_READ_BATCH);
+        const count = Math.min(
+          await this.#slots.nextRead(readMinSlots, READ_GATHER_MS, closing),
+          MAX_READ_BATCH,
+        );
         if (closing.aborted) break;
-        if (count < 1) continue;
         const entries = await this.#readEntries(count);
         backoff.reset();
         for (const entry of entries) this.#start(entry);

@@ -59,10 +59,22 @@ export class Slots {
     return Math.min(free, this.#inFlight.size === 0 ? Math.max(1, fit) : fit);
   }
 
-  /** As many as `readable()` can ever be: all the slots, or what the budget holds of entries like the last ones. */
-  readableWhenIdle(): number {
-    const guess = this.#largest > 0 ? this.#largest : this.byteBudget;
-    return Math.min(this.capacity, Math.max(1, Math.floor(this.byteBudget / guess)));
+  /**
+   * How many entries the read loop fetches next: waits until at least one may be read, then, since slots
+   * free up one by one under load, up to `gatherMs` more for `gather` of them (or as many as the budget
+   * holds of entries like the last ones, when fewer), so that one read fetches many. Never 0 unless
+   * `signal` aborted: XREADGROUP's COUNT 0 would mean no limit at all.
+   */
+  async nextRead(gather: number, gatherMs: number, signal: AbortSignal): Promise<number> {
+    for (;;) {
+      await this.waitUntil(() => this.readable() > 0, signal);
+      const guess = this.#largest > 0 ? this.#largest : this.byteBudget;
+      const wanted = Math.min(gather, this.capacity, Math.max(1, Math.floor(this.byteBudget / guess)));
+      if (this.readable() < wanted) await this.waitUntil(() => this.readable() >= wanted, signal, gatherMs);
+      // A take-over may have taken the room meanwhile: wait again.
+      const count = this.readable();
+      if (count > 0 || signal.aborted) return count;
+    }
   }
 
   /** Takes a slot for the entry `id` holding `bytes`; false when that entry is in flight already. */
