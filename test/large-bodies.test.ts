@@ -121,55 +121,68 @@ async function drain(mode: "cloudevent" | "direct", t: TestContext): Promise<voi
   const stream = `large-${mode}`;
   app.received.clear();
   const expected = await writeEntries(stream);
-  const env = { NODE_OPTIONS, DISPATCH_MODE: mode };
   const consumer = mode === "cloudevent" ? await startConsumer({ NODE_OPTIONS }) : undefined;
-  const dispatcher: ComponentProcess = await startDispatcher(
+  const dispatcher = await startDispatcher(
     redis,
     stream,
     consumer?.url ?? "http://127.0.0.1:1",
     `d-large-${mode}`,
     // The default CLAIM_IDLE: a delivery of a large body must not be taken over as stale meanwhile.
-    { ...env, CLAIM_IDLE: "30s" },
+    { NODE_OPTIONS, DISPATCH_MODE: mode, CLAIM_IDLE: "30s" },
   );
   try {
-    const died = () => !dispatcher.running() || (consumer !== undefined && !consumer.running());
-    await waitFor(() => app.received.size === ENTRIES || died(), {
-      timeoutMs: 120_000,
-      intervalMs: 100,
-      what: `${ENTRIES} large bodies delivered (${mode})`,
-    }).catch(() => undefined);
-    assert.ok(dispatcher.running(), `the dispatcher died:\n${dispatcher.output().slice(-3000)}`);
-    if (consumer) assert.ok(consumer.running(), `the consumer died:\n${consumer.output().slice(-3000)}`);
-    const dispatcherPeak = peakRss(dispatcher.pid);
-    const consumerPeak = consumer ? peakRss(consumer.pid) : 0;
-    const figures = `dispatcher peak RSS ${mb(dispatcherPeak)}${consumer ? `, consumer ${mb(consumerPeak)}` : ""}`;
-    t.diagnostic(`${mode}: ${figures}`);
-    assert.equal(app.received.size, ENTRIES, `delivered ${app.received.size} of ${ENTRIES}; ${figures}`);
-    for (const [id, want] of expected) {
-      const got = app.received.get(id);
-      assert.deepEqual(
-        got && { sha256: got.sha256, length: got.length },
-        want,
-        `${id} arrived byte for byte (${mode})`,
-      );
-    }
-    await waitFor(async () => (await leftovers(client, stream)).stream === 0, {
-      timeoutMs: 10_000,
-      what: "every entry acknowledged",
-    });
-    assert.deepEqual(await leftovers(client, stream), {
-      stream: 0,
-      pending: 0,
-      retryScheduled: 0,
-      deadLettered: 0,
-    });
-    assert.ok(dispatcherPeak < RSS_LIMIT_BYTES, `${mode}: ${figures}, over ${mb(RSS_LIMIT_BYTES)}`);
-    assert.ok(consumerPeak < RSS_LIMIT_BYTES, `${mode}: ${figures}, over ${mb(RSS_LIMIT_BYTES)}`);
+    await expectDrained(stream, expected, { dispatcher, consumer }, mode, t);
   } finally {
     await dispatcher.kill("SIGKILL");
     await consumer?.kill("SIGKILL");
     await client.del(stream);
   }
+}
+
+/**
+ * Every entry reaches the app byte for byte and is acknowledged, with the components alive and each
+ * under RSS_LIMIT_BYTES at its peak.
+ */
+async function expectDrained(
+  stream: string,
+  expected: Map<string, { sha256: string; length: number }>,
+  { dispatcher, consumer }: { dispatcher: ComponentProcess; consumer: ComponentProcess | undefined },
+  label: string,
+  t: TestContext,
+): Promise<void> {
+  const died = () => !dispatcher.running() || (consumer !== undefined && !consumer.running());
+  await waitFor(() => app.received.size === ENTRIES || died(), {
+    timeoutMs: 120_000,
+    intervalMs: 100,
+    what: `${ENTRIES} large bodies delivered (${label})`,
+  }).catch(() => undefined);
+  assert.ok(dispatcher.running(), `the dispatcher died:\n${dispatcher.output().slice(-3000)}`);
+  if (consumer) assert.ok(consumer.running(), `the consumer died:\n${consumer.output().slice(-3000)}`);
+  const dispatcherPeak = peakRss(dispatcher.pid);
+  const consumerPeak = consumer ? peakRss(consumer.pid) : 0;
+  const figures = `dispatcher peak RSS ${mb(dispatcherPeak)}${consumer ? `, consumer ${mb(consumerPeak)}` : ""}`;
+  t.diagnostic(`${label}: ${figures}`);
+  assert.equal(app.received.size, ENTRIES, `delivered ${app.received.size} of ${ENTRIES}; ${figures}`);
+  for (const [id, want] of expected) {
+    const got = app.received.get(id);
+    assert.deepEqual(
+      got && { sha256: got.sha256, length: got.length },
+      want,
+      `${id} byte for byte (${label})`,
+    );
+  }
+  await waitFor(async () => (await leftovers(client, stream)).stream === 0, {
+    timeoutMs: 10_000,
+    what: "every entry acknowledged",
+  });
+  assert.deepEqual(await leftovers(client, stream), {
+    stream: 0,
+    pending: 0,
+    retryScheduled: 0,
+    deadLettered: 0,
+  });
+  assert.ok(dispatcherPeak < RSS_LIMIT_BYTES, `${label}: ${figures}, over ${mb(RSS_LIMIT_BYTES)}`);
+  assert.ok(consumerPeak < RSS_LIMIT_BYTES, `${label}: ${figures}, over ${mb(RSS_LIMIT_BYTES)}`);
 }
 
 test(
@@ -187,3 +200,43 @@ test(
   },
   (t) => drain("direct", t),
 );
+
+test("a dispatcher that takes over a dead one's 40 entries of 6 MB delivers them all, under 256 MB RSS", {
+  timeout: 180_000,
+}, async (t) => {
+  const stream = "large-takeover";
+  app.received.clear();
+  const expected = await writeEntries(stream);
+  // The first dispatcher may hold them all at once, and its sink never answers: all 40 stay pending
+  // on it until it is killed, as a dispatcher that ran out of memory would leave them.
+  const silent: Server = createServer(() => {});
+  await new Promise<void>((resolve) => silent.listen(0, "127.0.0.1", resolve));
+  const first = await startDispatcher(
+    redis,
+    stream,
+    `http://127.0.0.1:${(silent.address() as AddressInfo).port}`,
+    "d-first",
+    { DISPATCH_BYTES_IN_FLIGHT: String(1024 ** 4) },
+  );
+  let second: ComponentProcess | undefined;
+  try {
+    await waitFor(async () => (await leftovers(client, stream)).pending === ENTRIES, {
+      timeoutMs: 30_000,
+      what: "all 40 pending on the first dispatcher",
+    });
+    await first.kill("SIGKILL");
+    second = await startDispatcher(redis, stream, "http://127.0.0.1:1", "d-second", {
+      NODE_OPTIONS,
+      DISPATCH_MODE: "direct",
+      // Short, so that the dead one's entries are taken over soon; everything else at its default.
+      CLAIM_IDLE: "2s",
+    });
+    await expectDrained(stream, expected, { dispatcher: second, consumer: undefined }, "take-over", t);
+  } finally {
+    await first.kill("SIGKILL");
+    await second?.kill("SIGKILL");
+    silent.closeAllConnections();
+    silent.close();
+    await client.del(stream);
+  }
+});

@@ -26,7 +26,7 @@ import { createServer, type Server } from "node:http";
 import type { Redis } from "ioredis";
 import type { Registry } from "prom-client";
 import { Backoff } from "../lib/backoff.js";
-import { ageOrigin, DATA_FIELD, entryBytes, fieldValue, readMeta, type StreamEntry } from "../lib/entry.js";
+import { ageOrigin, DATA_FIELD, fieldValue, heldFields, readMeta, type StreamEntry } from "../lib/entry.js";
 import { type AsyncRequest, decodeEnvelope } from "../lib/envelope.js";
 import { AsyncError, ErrorCode } from "../lib/errors.js";
 import { closeServer, listen, type Readiness, sendJson, serveAdmin } from "../lib/http.js";
@@ -294,8 +294,8 @@ class StreamDispatcher implements Dispatcher {
   }
 
   /**
-   * New entries for this consumer, `count` at most; none when none came within READ_BLOCK_MS. Their
-   * fields stay Buffers as Redis sent them: an envelope is held once, outside the V8 heap.
+   * New entries for this consumer, `count` at most; none when none came within READ_BLOCK_MS. Read as
+   * Buffers, so that a large envelope is held once, outside the V8 heap (heldFields).
    */
   async #readEntries(count: number): Promise<StreamEntry[]> {
     const reply = (await this.#reader.xreadgroupBuffer(
@@ -311,13 +311,13 @@ class StreamDispatcher implements Dispatcher {
       ">",
     )) as [Buffer, [Buffer, Buffer[]][]][] | null;
     return (reply ?? []).flatMap(([, entries]) =>
-      entries.map(([id, fields]) => ({ id: id.toString(), fields })),
+      entries.map(([id, fields]) => ({ id: id.toString(), fields: heldFields(fields) })),
     );
   }
 
   /** Delivers an entry in a slot of its own; `deliveries` counts those started on dispatchers that died. */
   #start(entry: StreamEntry, deliveries = 1): void {
-    if (!this.#slots.take(entry.id, entryBytes(entry))) return;
+    if (!this.#slots.take(entry)) return;
     this.#metrics.inFlight.set(this.#slots.used);
     this.#deliver(entry, deliveries)
       .catch((err) =>

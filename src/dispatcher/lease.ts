@@ -5,7 +5,7 @@
  * over here (XAUTOCLAIM) after CLAIM_IDLE, counting the deliveries they already had.
  */
 import type { Redis } from "ioredis";
-import { fieldPairs, type StreamEntry } from "../lib/entry.js";
+import { type FieldValue, fieldPairs, heldFields, type StreamEntry } from "../lib/entry.js";
 import type { StreamKeys } from "../lib/keys.js";
 import type { Logger } from "../lib/logger.js";
 import { pause } from "../lib/wait.js";
@@ -107,11 +107,11 @@ export class LeaseKeeper {
         room,
       )) as [Buffer, [Buffer, Buffer[] | null][], Buffer[]?];
       this.#claimCursor = next.toString();
-      const entries = claimed.map(([id, fields]) => [id.toString(), fields] as const);
+      const entries = claimed.map(([id, fields]) => [id.toString(), fields && heldFields(fields)] as const);
       // A deleted entry comes back without fields; one in flight here was ours all along.
       const inFlight = this.options.inFlight();
       const live = entries.filter(
-        (e): e is readonly [string, Buffer[]] => e[1] !== null && !inFlight.has(e[0]),
+        (e): e is readonly [string, FieldValue[]] => e[1] !== null && !inFlight.has(e[0]),
       );
       const deliveries = await Promise.all(live.map(([id]) => this.#deliveryCount(id)));
       live.forEach(([id, fields], i) => {

@@ -11,6 +11,8 @@
  * entries as there were free slots); reads then stop until the bytes fall back under it, and a dispatcher
  * that starts (or restarts) begins again with one entry.
  */
+import { entryBytes, type StreamEntry } from "../lib/entry.js";
+
 export class Slots {
   /** Bytes held by each entry in flight, by id. */
   readonly #inFlight = new Map<string, number>();
@@ -77,9 +79,11 @@ export class Slots {
     }
   }
 
-  /** Takes a slot for the entry `id` holding `bytes`; false when that entry is in flight already. */
-  take(id: string, bytes: number): boolean {
+  /** Takes a slot for `entry`, counting its bytes; false when that entry is in flight already. */
+  take(entry: StreamEntry): boolean {
+    const { id } = entry;
     if (this.#inFlight.has(id)) return false;
+    const bytes = entryBytes(entry);
     this.#inFlight.set(id, bytes);
     this.#bytes += bytes;
     this.#remember(bytes);

@@ -10,6 +10,7 @@
  * The Lua scripts that move entries between places name some of these fields too; a test
  * (entry.test.ts) reads every script and checks that each field name it uses is one of these.
  */
+import { IN_PLACE_MIN_BYTES } from "./json-bytes.js";
 import type { DeliveryOutcome } from "./outcome.js";
 
 /** The field that holds the envelope (the original's name; eventing-redis's CloudEvent carries it too). */
@@ -80,6 +81,15 @@ export interface StreamEntry {
   readonly id: string;
   /** The entry's flat field list: `["data", "<envelope>", ...]`. */
   readonly fields: readonly FieldValue[];
+}
+
+/**
+ * An entry's fields as read with Buffers, as the dispatcher holds them: a large value as the Buffer
+ * Redis sent (held once, outside the V8 heap), anything smaller than IN_PLACE_MIN_BYTES as text. A small
+ * Buffer would be a view of the socket chunk it came in, and keep that chunk alive while it is in flight.
+ */
+export function heldFields(fields: readonly Buffer[]): FieldValue[] {
+  return fields.map((value) => (value.length < IN_PLACE_MIN_BYTES ? value.toString() : value));
 }
 
 /** Whether a field name read as text or bytes is `name` (one of ours: ASCII), without a copy. */
