@@ -33,7 +33,7 @@ export interface AsyncRequest {
   readonly method: string;
   /** Canonical (Go-style) header names, each with its list of values. */
   readonly headers: HeaderMap;
-  /** Decoded when first read, for a decoded envelope (see decodeEnvelope). */
+  /** For a large envelope decoded in place, taken when first read (see decodeEnvelope). */
   readonly body: Buffer;
   readonly acceptedAt?: number;
   readonly policy?: DeliveryPolicyOverrides;
@@ -112,10 +112,10 @@ const BASE64_SLICE = 48 * 1024;
 
 /**
  * Decodes an envelope written by us or by the original producer. Throws MalformedEvent on bad input.
- * The body is decoded when first read, so that a reader that only forwards the envelope (the
- * dispatcher's CloudEvent) never makes a copy of it; whatever could be wrong with it is found here.
  * A large envelope held as a Buffer is decoded in place: its body is found and checked where it lies,
- * JSON.parse reads the rest, and the body is a view of the same memory unless it has escapes.
+ * JSON.parse reads the rest, and the body is taken only when read (so a reader that only forwards the
+ * envelope, the dispatcher's CloudEvent, never copies it), as a view of the same memory unless it has
+ * escapes. Whatever could be wrong with it is found here, not when it is read.
  */
 export function decodeEnvelope(data: string | Buffer): AsyncRequest {
   if (typeof data === "string") return requestFrom(parseJson(data), undefined);
@@ -163,27 +163,38 @@ function requestFrom(raw: Record<string, unknown>, bodyText: (() => Buffer) | un
   const base64 = raw.bodyEncoding === "base64";
   if (!base64 && raw.bodyEncoding !== undefined)
     throw malformed(`unknown bodyEncoding ${JSON.stringify(raw.bodyEncoding)}`);
-  const decodeBody = (): Buffer => {
-    if (bodyText === undefined) return Buffer.from(rawBody, base64 ? "base64" : "utf8");
-    return base64 ? fromBase64(bodyText()) : bodyText();
-  };
-  let body: Buffer | undefined;
-
   const acceptedAt =
     typeof raw.acceptedAt === "number" && Number.isFinite(raw.acceptedAt) ? raw.acceptedAt : undefined;
   const policy = decodePolicy(raw.policy);
-  return {
+  const request = {
     id,
     url,
     method: method.toUpperCase(),
     headers,
-    get body() {
-      body ??= decodeBody();
-      return body;
-    },
+    body: bodyText === undefined ? Buffer.from(rawBody, base64 ? "base64" : "utf8") : EMPTY,
     ...(acceptedAt === undefined ? {} : { acceptedAt }),
     ...(policy === undefined ? {} : { policy }),
   };
+  if (bodyText !== undefined) takeBodyWhenRead(request, () => (base64 ? fromBase64(bodyText()) : bodyText()));
+  return request;
+}
+
+const EMPTY = Buffer.alloc(0);
+
+/**
+ * A body left where it lies until it is read (then once): the dispatcher's CloudEvent forwards the
+ * entry as stored and never reads it. Only large envelopes get this: an accessor costs small ones more
+ * in time and memory than the copy it saves.
+ */
+function takeBodyWhenRead(request: { body: Buffer }, decode: () => Buffer): void {
+  let body: Buffer | undefined;
+  Object.defineProperty(request, "body", {
+    enumerable: true,
+    get() {
+      body ??= decode();
+      return body;
+    },
+  });
 }
 
 function decodeHeaders(header: unknown): HeaderMap {
