@@ -90,14 +90,13 @@ export function encodeStreamEvent(
 
 /**
  * The stream event's data: the entry's flat field list as a JSON array of strings,
- * `["data","<envelope, escaped>",...]`, the bytes of JSON.stringify of the fields as text. A large list
- * is built as one Buffer, the envelope escaped straight from the entry's bytes (src/lib/json-bytes.ts),
- * never a JS string twice; a small one as a string, JSON.stringify being faster for it.
+ * `["data","<envelope, escaped>",...]`, the bytes of JSON.stringify of the fields as text. Fields held
+ * as text (all of a small entry's, see heldFields in src/lib/entry.ts) go through JSON.stringify; with
+ * a large value held as a Buffer, the list is built as one Buffer, the value escaped straight from it
+ * (src/lib/json-bytes.ts), never made a JS string.
  */
 function encodeFieldList(fields: readonly FieldValue[]): string | Buffer {
-  let bytes = 0;
-  for (const value of fields) bytes += value.length;
-  if (bytes < IN_PLACE_MIN_BYTES) return JSON.stringify(fields.map((value) => value.toString()));
+  if (fields.every((value) => typeof value === "string")) return JSON.stringify(fields);
   const parts = fields.map((value) => (typeof value === "string" ? JSON.stringify(value) : value));
   let length = 1 + Math.max(1, parts.length);
   for (const part of parts)
