@@ -8,6 +8,7 @@ import {
   type Env,
   intSetting,
   minDurationSetting,
+  notLargerThan,
   parseEnv,
   serverEnvFields,
   serverFromEnv,
@@ -60,6 +61,9 @@ export const producerEnvSchema = z.object({
   REDIS_TIMEOUT: minDurationSetting("2s", 1),
   PRODUCER_WORKERS: workersSetting,
   REQUEST_BYTES_IN_FLIGHT: intSetting(8 * 1024 * 1024, 1),
+  BODY_IDLE_TIMEOUT: minDurationSetting("10s", 100),
+  HEADERS_TIMEOUT: minDurationSetting("10s", 100),
+  REQUEST_READ_TIMEOUT: minDurationSetting("60s", 100),
 });
 
 export interface ProducerConfig {
@@ -89,10 +93,18 @@ export interface ProducerConfig {
   readonly requestBytesInFlight: number;
   /** Processes serving requests (node:cluster workers sharing the port when more than one). */
   readonly workers: number;
+  /** How long a body may bring no byte before the request is cut (408). */
+  readonly bodyIdleTimeoutMs: number;
+  /** How long the headers of a request may take to arrive, from its first byte (408). */
+  readonly headersTimeoutMs: number;
+  /** How long a whole request, headers and body, may take to arrive (408). */
+  readonly requestReadTimeoutMs: number;
 }
 
 export function loadProducerConfig(env: Env): ProducerConfig {
-  const e = parseEnv("producer", producerEnvSchema, env);
+  // Node refuses a server whose headers may take longer than the whole request.
+  const schema = producerEnvSchema.refine(...notLargerThan("HEADERS_TIMEOUT", "REQUEST_READ_TIMEOUT"));
+  const e = parseEnv("producer", schema, env);
   return Object.freeze({
     ...serverFromEnv(e),
     ...redisFromEnv(e),
@@ -110,5 +122,8 @@ export function loadProducerConfig(env: Env): ProducerConfig {
     redisTimeoutMs: e.REDIS_TIMEOUT,
     workers: e.PRODUCER_WORKERS,
     requestBytesInFlight: e.REQUEST_BYTES_IN_FLIGHT,
+    bodyIdleTimeoutMs: e.BODY_IDLE_TIMEOUT,
+    headersTimeoutMs: e.HEADERS_TIMEOUT,
+    requestReadTimeoutMs: e.REQUEST_READ_TIMEOUT,
   });
 }
