@@ -132,23 +132,31 @@ export interface BodyLimit {
    * client cannot make us read an endless upload, and the caller answers and closes the connection.
    */
   readonly afterLimit: "drain" | "stop";
-  /**
-   * Asked before each chunk is kept, with its size: undefined keeps it; an error refuses the body there
-   * (the rest is left as `afterLimit` says); a promise keeps the chunk aside and pauses the body until it
-   * resolves, or refuses the body with its rejection. The producer's budget of bytes in flight.
-   */
-  readonly admit?: (bytes: number) => AsyncError | Promise<void> | undefined;
+  /** Room for the body as it arrives (the producer's budget of bytes in flight): see BodyAdmission. */
+  readonly admission?: BodyAdmission;
   /**
    * A body that brings no byte for `ms` is refused with `error()` (the rest left as `afterLimit` says).
-   * Time paused by `admit` does not count: then the client is not the one who stopped.
+   * Time paused by the admission does not count: then the client is not the one who stopped.
    */
   readonly idle?: { readonly ms: number; readonly error: () => AsyncError };
+}
+
+/**
+ * What a body asks before it keeps each chunk: one object per request (the producer's budget hold),
+ * rather than closures made for each request on the hot path.
+ */
+export interface BodyAdmission {
+  /**
+   * Asked with each chunk's size: undefined keeps it; an error refuses the body there (the rest is left
+   * as `afterLimit` says); a promise keeps the chunk aside and pauses the body until it resolves, or
+   * refuses the body with its rejection.
+   */
+  admit(bytes: number): AsyncError | Promise<void> | undefined;
   /**
    * Called as reading starts with a function that refuses the body at once with the error it is given
-   * (the rest left as `afterLimit` says), for a caller that may stop a body between its chunks (the
-   * producer's budget cuts bodies over their share). An AbortSignal would cost ten times more per request.
+   * (the rest left as `afterLimit` says), for an admission that may stop a body between its chunks.
    */
-  readonly onStart?: (stop: (err: AsyncError) => void) => void;
+  started?(stop: (err: AsyncError) => void): void;
 }
 
 /**
@@ -158,7 +166,7 @@ export interface BodyLimit {
  * body and sends little must not make us allocate the rest.
  */
 export function readBody(req: IncomingMessage, options: BodyLimit): Promise<Buffer> {
-  const { limit, idle } = options;
+  const { limit, idle, admission } = options;
   const refuse = (err: AsyncError = options.tooLarge()) => {
     if (options.afterLimit === "drain") req.resume();
     else req.pause();
@@ -170,7 +178,7 @@ export function readBody(req: IncomingMessage, options: BodyLimit): Promise<Buff
     const chunks: Buffer[] = [];
     let size = 0;
     let settled = false;
-    /** A chunk waits for `admit`; the end, if it comes meanwhile, waits for it. */
+    /** A chunk waits for the admission; the end, if it comes meanwhile, waits for it. */
     let admitting = false;
     let ended = false;
     let idleTimer: NodeJS.Timeout | undefined;
@@ -206,13 +214,13 @@ export function readBody(req: IncomingMessage, options: BodyLimit): Promise<Buff
     const onData = (chunk: Buffer) => {
       size += chunk.length;
       if (size > limit) return fail(refuse());
-      const admission = options.admit?.(chunk.length);
-      if (admission === undefined) return keep(chunk);
-      if (admission instanceof AsyncError) return fail(refuse(admission));
+      const admitted = admission?.admit(chunk.length);
+      if (admitted === undefined) return keep(chunk);
+      if (admitted instanceof AsyncError) return fail(refuse(admitted));
       req.pause();
       stopIdle();
       admitting = true;
-      admission.then(
+      admitted.then(
         () => {
           if (settled) return;
           admitting = false;
@@ -239,7 +247,7 @@ export function readBody(req: IncomingMessage, options: BodyLimit): Promise<Buff
     req.on("end", onEnd);
     req.on("error", onError);
     req.on("close", onClose);
-    options.onStart?.((err) => {
+    admission?.started?.((err) => {
       if (!settled) fail(refuse(err));
     });
     armIdle();

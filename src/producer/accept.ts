@@ -80,15 +80,10 @@ export function requestAcceptor(parts: AcceptParts) {
     // has answered. A chunk that finds no room pauses the body; the budget may also cut a body that
     // holds more than its share while others wait. The client is not asked to wait before it sends
     // (100-continue), since headers alone hold nothing.
-    let stop: ((err: AsyncError) => void) | undefined;
-    const hold = budget.open(() => stop?.(overloaded()));
+    const hold = budget.open(overloaded);
     try {
       if (expectsContinue) res.writeContinue();
-      const admit = (bytes: number) => budget.take(hold, bytes, overloaded);
-      const onStart = (stopBody: typeof stop) => {
-        stop = stopBody;
-      };
-      const body = await readBody(req, { ...bodyLimit, admit, onStart });
+      const body = await readBody(req, { ...bodyLimit, admission: hold });
       budget.doneReading(hold);
 
       if (connections.unreadable(req)) throw badFraming(declared);

@@ -2,10 +2,14 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { setImmediate as tick } from "node:timers/promises";
 import { AsyncError, ErrorCode } from "../lib/errors.js";
-import { ByteBudget } from "./budget.js";
+import { type BodyHold, ByteBudget } from "./budget.js";
 
 const overloaded = () => new AsyncError(ErrorCode.Overloaded, "no room");
-const notCut = () => assert.fail("a request was cut");
+/** A request the budget must not cut: its body "started" with a stop that fails the test. */
+function uncut(hold: BodyHold): BodyHold {
+  hold.started?.(() => assert.fail("a request was cut"));
+  return hold;
+}
 
 /** Settles within `ms`, or says it is still pending. */
 function state(promise: Promise<void> | undefined, ms = 20): Promise<string> {
@@ -21,11 +25,11 @@ function state(promise: Promise<void> | undefined, ms = 20): Promise<string> {
 
 test("a request that sends nothing holds nothing, however many there are", () => {
   const budget = new ByteBudget(1000, 1000, 1000);
-  const idle = Array.from({ length: 100 }, () => budget.open(notCut));
+  const idle = Array.from({ length: 100 }, () => uncut(budget.open(overloaded)));
   assert.equal(budget.used, 0);
   assert.equal(budget.reading, 100);
-  const late = budget.open(notCut);
-  assert.equal(budget.take(late, 1000, overloaded), undefined, "the whole budget is still free");
+  const late = uncut(budget.open(overloaded));
+  assert.equal(budget.take(late, 1000), undefined, "the whole budget is still free");
   for (const hold of idle) budget.close(hold);
   budget.close(late);
   assert.equal(budget.used, 0);
@@ -34,10 +38,10 @@ test("a request that sends nothing holds nothing, however many there are", () =>
 
 test("bytes are taken chunk by chunk as they come, and all given back at close, once", () => {
   const budget = new ByteBudget(1000, 1000, 1000);
-  const first = budget.open(notCut);
-  const second = budget.open(notCut);
-  assert.equal(budget.take(second, 300, overloaded), undefined);
-  assert.equal(budget.take(second, 300, overloaded), undefined);
+  const first = uncut(budget.open(overloaded));
+  const second = uncut(budget.open(overloaded));
+  assert.equal(budget.take(second, 300), undefined);
+  assert.equal(budget.take(second, 300), undefined);
   assert.equal(second.held, 600);
   budget.doneReading(second);
   assert.equal(budget.used, 600, "a body read keeps its bytes until it is stored");
@@ -49,14 +53,14 @@ test("bytes are taken chunk by chunk as they come, and all given back at close, 
 
 test("the oldest reader may pass the budget by one body; the others wait for room", async () => {
   const budget = new ByteBudget(1000, 5000, 1000);
-  const large = budget.open(notCut);
-  const other = budget.open(notCut);
-  assert.equal(await state(budget.take(large, 4000, overloaded)), "taken at once");
+  const large = uncut(budget.open(overloaded));
+  const other = uncut(budget.open(overloaded));
+  assert.equal(await state(budget.take(large, 4000)), "taken at once");
   // The oldest reader's bytes are not counted against the others' room.
-  assert.equal(await state(budget.take(other, 1000, overloaded)), "taken at once");
-  const more = budget.take(other, 10, overloaded);
+  assert.equal(await state(budget.take(other, 1000)), "taken at once");
+  const more = budget.take(other, 10);
   assert.equal(await state(more), "waiting");
-  assert.equal(budget.take(large, 1000, overloaded), undefined, "the oldest passes the waiter");
+  assert.equal(budget.take(large, 1000), undefined, "the oldest passes the waiter");
   assert.equal(budget.used, 6000);
   budget.doneReading(large);
   // Now the oldest reader, it may pass the budget too, but not while the stored body holds that room.
@@ -69,13 +73,13 @@ test("the oldest reader may pass the budget by one body; the others wait for roo
 
 test("waiting chunks are served oldest first, and a newcomer does not pass them", async () => {
   const budget = new ByteBudget(1000, 2000, 5000);
-  const oldest = budget.open(notCut);
-  const full = budget.open(notCut);
-  budget.take(full, 1000, overloaded);
+  const oldest = uncut(budget.open(overloaded));
+  const full = uncut(budget.open(overloaded));
+  budget.take(full, 1000);
   const served: string[] = [];
   const waitFor = (name: string, bytes: number) => {
-    const hold = budget.open(notCut);
-    const room = budget.take(hold, bytes, overloaded);
+    const hold = uncut(budget.open(overloaded));
+    const room = budget.take(hold, bytes);
     assert.notEqual(room, undefined, `${name} waits`);
     return room?.then(() => served.push(name));
   };
@@ -90,15 +94,15 @@ test("waiting chunks are served oldest first, and a newcomer does not pass them"
 
 test("a request over its fair share waits while one within its share is served first", async () => {
   const budget = new ByteBudget(1000, 2000, 5000);
-  const oldest = budget.open(notCut);
-  const big = budget.open(notCut);
-  const other = budget.open(notCut);
-  const small = budget.open(notCut);
-  budget.take(big, 800, overloaded);
-  budget.take(other, 200, overloaded);
+  const oldest = uncut(budget.open(overloaded));
+  const big = uncut(budget.open(overloaded));
+  const other = uncut(budget.open(overloaded));
+  const small = uncut(budget.open(overloaded));
+  budget.take(big, 800);
+  budget.take(other, 200);
   // The share is 1000 / 4 readers = 250: small asks for 150 of it, big already holds 800.
-  const smallRoom = budget.take(small, 150, overloaded);
-  const bigRoom = budget.take(big, 100, overloaded);
+  const smallRoom = budget.take(small, 150);
+  const bigRoom = budget.take(big, 100);
   assert.equal(await state(smallRoom), "waiting");
   assert.equal(await state(bigRoom), "waiting");
   budget.close(other);
@@ -114,15 +118,15 @@ test("a request over its fair share waits while one within its share is served f
 
 test("a request over its share that finds others waiting is passed, and refused after the wait", async () => {
   const budget = new ByteBudget(1000, 2000, 60);
-  const oldest = budget.open(notCut);
-  const first = budget.open(notCut);
-  const slow = budget.open(notCut);
-  const next = budget.open(notCut);
-  budget.take(first, 700, overloaded);
-  budget.take(slow, 200, overloaded);
-  const slowRoom = budget.take(slow, 200, overloaded);
+  const oldest = uncut(budget.open(overloaded));
+  const first = uncut(budget.open(overloaded));
+  const slow = uncut(budget.open(overloaded));
+  const next = uncut(budget.open(overloaded));
+  budget.take(first, 700);
+  budget.take(slow, 200);
+  const slowRoom = budget.take(slow, 200);
   // Share 250: slow would hold 400, next asks for 50 of its 250 and fits, so it goes first.
-  assert.equal(budget.take(next, 50, overloaded), undefined);
+  assert.equal(budget.take(next, 50), undefined);
   const started = Date.now();
   assert.equal(await state(slowRoom, 2000), `refused ${ErrorCode.Overloaded}`);
   assert.ok(Date.now() - started >= 50, "refused only after the wait");
@@ -135,13 +139,13 @@ test("a request over its share that finds others waiting is passed, and refused 
 
 test("a request that goes away while its chunk waits leaves the line and holds nothing", async () => {
   const budget = new ByteBudget(1000, 1000, 5000);
-  const oldest = budget.open(notCut);
-  const full = budget.open(notCut);
-  budget.take(full, 1000, overloaded);
-  const gone = budget.open(notCut);
-  budget.take(gone, 100, overloaded);
-  const behind = budget.open(notCut);
-  const behindRoom = budget.take(behind, 100, overloaded);
+  const oldest = uncut(budget.open(overloaded));
+  const full = uncut(budget.open(overloaded));
+  budget.take(full, 1000);
+  const gone = uncut(budget.open(overloaded));
+  budget.take(gone, 100);
+  const behind = uncut(budget.open(overloaded));
+  const behindRoom = budget.take(behind, 100);
   budget.close(gone);
   assert.equal(budget.waiting, 1);
   budget.close(full);
@@ -154,15 +158,17 @@ test("a request that goes away while its chunk waits leaves the line and holds n
 test("a request over its share is cut when one within its share has waited half the wait", async () => {
   const budget = new ByteBudget(1000, 1000, 400);
   const cuts: string[] = [];
-  const oldest = budget.open(notCut);
-  const hog = budget.open(() => cuts.push("hog"));
-  const fair = budget.open(() => cuts.push("fair"));
-  const small = budget.open(notCut);
+  const oldest = uncut(budget.open(overloaded));
+  const hog = budget.open(overloaded);
+  hog.started?.(() => cuts.push("hog"));
+  const fair = budget.open(overloaded);
+  fair.started?.(() => cuts.push("fair"));
+  const small = uncut(budget.open(overloaded));
   // While nobody waited, hog took 700 and fair 250, its share (1000 / 4 readers).
-  budget.take(hog, 700, overloaded);
-  budget.take(fair, 250, overloaded);
+  budget.take(hog, 700);
+  budget.take(fair, 250);
   const started = Date.now();
-  const room = budget.take(small, 200, overloaded);
+  const room = budget.take(small, 200);
   assert.equal(await state(room, 100), "waiting");
   assert.equal(await state(room, 1000), "taken");
   const waited = Date.now() - started;
@@ -178,20 +184,20 @@ test("a request over its share is cut when one within its share has waited half 
 
 test("nobody is cut when that would not make room, nor the oldest reader, nor for a request over its share", async () => {
   const budget = new ByteBudget(1000, 2000, 100);
-  const first = budget.open(notCut);
-  const oldest = budget.open(notCut);
-  const over = budget.open(notCut);
-  const large = budget.open(notCut);
-  const small = budget.open(notCut);
-  budget.take(first, 1500, overloaded);
-  budget.take(over, 400, overloaded);
+  const first = uncut(budget.open(overloaded));
+  const oldest = uncut(budget.open(overloaded));
+  const over = uncut(budget.open(overloaded));
+  const large = uncut(budget.open(overloaded));
+  const small = uncut(budget.open(overloaded));
+  budget.take(first, 1500);
+  budget.take(over, 400);
   // Read, and being stored: its 1500 bytes now count against the others' room until Redis answers.
   budget.doneReading(first);
-  budget.take(oldest, 900, overloaded);
+  budget.take(oldest, 900);
   // The share is 1000 / 4 readers = 250. `large` asks for more than its share: it cuts nobody.
-  assert.equal(await state(budget.take(large, 500, overloaded), 1000), `refused ${ErrorCode.Overloaded}`);
+  assert.equal(await state(budget.take(large, 500), 1000), `refused ${ErrorCode.Overloaded}`);
   // `small` asks within its share, but 1500 + 200 would not fit even with `over` (400) cut.
-  assert.equal(await state(budget.take(small, 200, overloaded), 1000), `refused ${ErrorCode.Overloaded}`);
+  assert.equal(await state(budget.take(small, 200), 1000), `refused ${ErrorCode.Overloaded}`);
   assert.equal(budget.used, 2800);
   for (const hold of [first, oldest, over, large, small]) budget.close(hold);
   assert.equal(budget.used, 0);
@@ -208,11 +214,11 @@ test("half-read bodies never block each other: 200 random uploads all finish, me
   };
   let peak = 0;
   const upload = async () => {
-    const hold = budget.open(notCut);
+    const hold = uncut(budget.open(overloaded));
     let left = 1 + random(limit);
     while (left > 0) {
       const chunk = Math.min(left, 1 + random(1500));
-      await budget.take(hold, chunk, overloaded);
+      await budget.take(hold, chunk);
       peak = Math.max(peak, budget.used);
       left -= chunk;
       await tick();

@@ -37,11 +37,19 @@
  * A body that stops coming is cut by BODY_IDLE_TIMEOUT (http.ts's readBody), a whole request by
  * REQUEST_READ_TIMEOUT (connections.ts).
  */
+import type { AsyncError } from "../lib/errors.js";
+import type { BodyAdmission } from "../lib/http.js";
+
 export class ByteBudget {
   #used = 0;
   #waiting = 0;
-  /** Requests still reading their body, oldest first (a Set iterates in insertion order). */
-  readonly #reading = new Set<Hold>();
+  #reading = 0;
+  /**
+   * Requests still reading their body, oldest first: a list linked through the holds themselves, since
+   * every request joins and leaves it (a Set and its iterator cost several times more per request).
+   */
+  #first: Hold | undefined;
+  #last: Hold | undefined;
 
   /**
    * @param capacity bytes held at once by all requests but the oldest reader.
@@ -67,29 +75,33 @@ export class ByteBudget {
 
   /** Requests still reading their body. */
   get reading(): number {
-    return this.#reading.size;
+    return this.#reading;
   }
 
   /**
-   * A request about to read its body; it holds nothing yet. Give it back with `close`. `cut` stops its
-   * body with a 503 at once: the budget takes back what it holds, to make room for others (see above).
+   * A request about to read its body; it holds nothing yet, and is its body's admission (readBody).
+   * Give it back with `close`. `refusal` is the error (a 503) for a chunk that waited too long, and for a
+   * body the budget cuts to make room for others (see above).
    */
-  open(cut: () => void): BodyHold {
-    const hold: Hold = { held: 0, wait: undefined, cut };
-    this.#reading.add(hold);
+  open(refusal: () => AsyncError): BodyHold {
+    const hold = new Hold(this, refusal, this.#last);
+    if (this.#last === undefined) this.#first = hold;
+    else this.#last.next = hold;
+    this.#last = hold;
+    this.#reading++;
     return hold;
   }
 
   /**
-   * Takes `bytes` for `hold`'s next chunk: at once (undefined, no promise to allocate) when they fit and
-   * nobody waits to be served first, else a promise that resolves once they are taken, or rejects with
-   * `onTimeout()` after `waitMs`.
+   * Takes `bytes` for `hold`'s next chunk (its `admit`): at once (undefined, no promise to allocate) when
+   * they fit and nobody waits to be served first, else a promise that resolves once they are taken, or
+   * rejects with its refusal after `waitMs`.
    */
-  take(request: BodyHold, bytes: number, onTimeout: () => Error): Promise<void> | undefined {
+  take(request: BodyHold, bytes: number): Promise<void> | undefined {
     const hold = request as Hold;
     // A body cut by `#reclaim` (or one asking twice at once, a bug) gets no room; refusing it is safer
     // than throwing inside a stream's data handler.
-    if (hold.wait !== undefined || !this.#reading.has(hold)) return Promise.reject(onTimeout());
+    if (hold.wait !== undefined || !hold.reading) return Promise.reject(hold.refusal());
     if (this.#waiting === 0 && this.#fits(hold, bytes)) {
       this.#add(hold, bytes);
       return undefined;
@@ -112,7 +124,7 @@ export class ByteBudget {
           return;
         }
         this.#unwait(hold);
-        reject(onTimeout());
+        reject(hold.refusal());
         // It may have been the first in line; those after it may fit.
         this.#wake();
       };
@@ -123,14 +135,14 @@ export class ByteBudget {
   /** The body is read: `hold` keeps its bytes (until `close`) but is no longer a reader. */
   doneReading(request: BodyHold): void {
     // When it was the oldest reader, the next one is: room to look at again.
-    if (this.#reading.delete(request as Hold)) this.#wake();
+    if (this.#unlink(request as Hold)) this.#wake();
   }
 
   /** Gives back everything `hold` holds and drops a chunk it has waiting. Safe to call twice. */
   close(request: BodyHold): void {
     const hold = request as Hold;
     this.#unwait(hold);
-    const wasReading = this.#reading.delete(hold);
+    const wasReading = this.#unlink(hold);
     if (hold.held === 0 && !wasReading) return;
     this.#used -= hold.held;
     hold.held = 0;
@@ -142,31 +154,42 @@ export class ByteBudget {
    * waited half of `waitMs`) fits; or none, when cutting them all would not make it fit.
    */
   #reclaim(hold: Hold, wait: Wait): void {
-    const oldest = this.#oldest();
-    const share = this.capacity / this.#reading.size;
+    const oldest = this.#first;
+    const share = this.capacity / this.#reading;
     if (hold === oldest || hold.held + wait.bytes > share) return;
     let missing = this.#used - (oldest?.held ?? 0) + wait.bytes - this.capacity;
-    const over = [...this.#reading].filter((h) => h !== oldest && h.held > share);
+    const over: Hold[] = [];
+    for (let h = oldest?.next; h !== undefined; h = h.next) if (h.held > share) over.push(h);
     if (over.reduce((sum, h) => sum + h.held, 0) < missing) return;
     over.sort((a, b) => b.held - a.held);
     for (const victim of over) {
       if (missing <= 0) break;
       missing -= victim.held;
       this.#unwait(victim);
-      this.#reading.delete(victim);
+      this.#unlink(victim);
       this.#used -= victim.held;
       victim.held = 0;
-      victim.cut();
+      victim.stop?.(victim.refusal());
     }
     this.#wake();
   }
 
-  #oldest(): Hold | undefined {
-    return this.#reading.values().next().value;
+  /** Takes `hold` out of the readers; false when it was not one. */
+  #unlink(hold: Hold): boolean {
+    if (!hold.reading) return false;
+    hold.reading = false;
+    if (hold.prev === undefined) this.#first = hold.next;
+    else hold.prev.next = hold.next;
+    if (hold.next === undefined) this.#last = hold.prev;
+    else hold.next.prev = hold.prev;
+    hold.prev = undefined;
+    hold.next = undefined;
+    this.#reading--;
+    return true;
   }
 
   #fits(hold: Hold, bytes: number): boolean {
-    const oldest = this.#oldest();
+    const oldest = this.#first;
     if (hold === oldest) return this.#used + bytes <= this.capacity + this.overdraft;
     return this.#used - (oldest?.held ?? 0) + bytes <= this.capacity;
   }
@@ -197,31 +220,47 @@ export class ByteBudget {
 
   /** The waiting request served first (see the order above). */
   #next(): Hold | undefined {
-    const share = this.capacity / this.#reading.size;
+    const share = this.capacity / this.#reading;
     let overShare: Hold | undefined;
-    let oldest = true;
-    for (const hold of this.#reading) {
+    for (let hold = this.#first; hold !== undefined; hold = hold.next) {
       const wait = hold.wait;
       if (wait !== undefined) {
-        if (oldest || hold.held + wait.bytes <= share) return hold;
+        if (hold === this.#first || hold.held + wait.bytes <= share) return hold;
         overShare ??= hold;
       }
-      oldest = false;
     }
     return overShare;
   }
 }
 
-/** What one request holds of the budget. */
-export interface BodyHold {
+/** What one request holds of the budget: its body's admission (readBody). */
+export interface BodyHold extends BodyAdmission {
   readonly held: number;
+  admit(bytes: number): Promise<void> | undefined;
 }
 
-/** The same, as the budget keeps it: with the chunk it has waiting, and how to cut it. */
-interface Hold {
-  held: number;
+/** The same, as the budget keeps it: the chunk it has waiting, how to stop it, its place among readers. */
+class Hold implements BodyHold {
+  held = 0;
   wait: Wait | undefined;
-  readonly cut: () => void;
+  /** Stops its body (readBody's), once reading started. */
+  stop: ((err: AsyncError) => void) | undefined;
+  reading = true;
+  next: Hold | undefined;
+
+  constructor(
+    readonly budget: ByteBudget,
+    readonly refusal: () => AsyncError,
+    public prev: Hold | undefined,
+  ) {}
+
+  admit(bytes: number): Promise<void> | undefined {
+    return this.budget.take(this, bytes);
+  }
+
+  started(stop: (err: AsyncError) => void): void {
+    this.stop = stop;
+  }
 }
 
 interface Wait {
