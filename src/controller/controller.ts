@@ -14,7 +14,7 @@
 import { randomUUID } from "node:crypto";
 import { createServer } from "node:http";
 import { hostname } from "node:os";
-import type { KubeConfig, KubernetesObject, ListWatch } from "@kubernetes/client-node";
+import type { KubeConfig, KubernetesObject } from "@kubernetes/client-node";
 import type { Redis } from "ioredis";
 import type { Registry } from "prom-client";
 import { AsyncError, ErrorCode } from "../lib/errors.js";
@@ -25,7 +25,7 @@ import { connectRedis, quitRedis } from "../lib/redis.js";
 import { AsyncServicesWriter } from "../lib/registry.js";
 import type { ControllerConfig } from "./config.js";
 import { KubeEventRecorder } from "./events.js";
-import { restartingInformer } from "./informers.js";
+import { informerWatcher } from "./informers.js";
 import { KubeClient } from "./kube.js";
 import { LeaderElector } from "./leader.js";
 import { controllerMetrics } from "./metrics.js";
@@ -86,22 +86,14 @@ export async function startController(
   const { enqueueOwner, onIngress, enqueueAll } = enqueuers(() => queue, ingresses, services);
 
   const synced = { ingresses: false, services: false };
-  const watch = <T extends KubernetesObject>(
-    resource: "ingresses" | "services",
-    informer: ListWatch<T>,
-    handler: (object: T) => void,
-  ) =>
-    restartingInformer({
-      resource,
-      informer,
-      handler,
-      logger,
-      closing: () => closing,
-      onSynced: () => {
-        synced[resource] = true;
-      },
-      onRestart: () => metrics.informerRestarts.inc({ resource }),
-    });
+  const watch = informerWatcher<"ingresses" | "services">({
+    logger,
+    closing: () => closing,
+    onSynced: (resource) => {
+      synced[resource] = true;
+    },
+    onRestart: (resource) => metrics.informerRestarts.inc({ resource }),
+  });
   const startInformers = [
     watch("ingresses", ingresses, onIngress),
     watch("services", services, enqueueOwner),
@@ -148,11 +140,7 @@ export async function startController(
     enqueue: (key) => queue.add(key),
     logger,
   });
-  const server = createServer((req, res) => {
-    if (!serveAdmin(req, res, { registry, ready: async () => isSynced() })) {
-      sendError(res, new AsyncError(ErrorCode.NotFound, "not found"));
-    }
-  });
+  const server = adminServer(registry, isSynced);
   const port = await listen(server, config.port);
 
   await Promise.all(startInformers.map((start) => start()));
@@ -230,4 +218,13 @@ function enqueuers(
       for (const ingress of ingresses.list()) if (isAsyncIngress(ingress)) queue().add(keyOf(ingress));
     },
   };
+}
+
+/** /healthz, /readyz (ready once both caches are filled) and /metrics; nothing else. */
+function adminServer(registry: Registry, isSynced: () => boolean) {
+  return createServer((req, res) => {
+    if (!serveAdmin(req, res, { registry, ready: async () => isSynced() })) {
+      sendError(res, new AsyncError(ErrorCode.NotFound, "not found"));
+    }
+  });
 }

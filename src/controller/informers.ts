@@ -51,3 +51,25 @@ export function restartingInformer<T extends KubernetesObject>(
   });
   return start;
 }
+
+/**
+ * `restartingInformer` with what every informer of one controller shares, keyed by resource name: a
+ * function that hooks up one informer and returns its start.
+ */
+export function informerWatcher<R extends string>(shared: {
+  readonly logger: Logger;
+  readonly closing: () => boolean;
+  readonly onSynced: (resource: R) => void;
+  readonly onRestart: (resource: R) => void;
+}) {
+  return <T extends KubernetesObject>(resource: R, informer: ListWatch<T>, handler: (object: T) => void) =>
+    restartingInformer({
+      resource,
+      informer,
+      handler,
+      logger: shared.logger,
+      closing: shared.closing,
+      onSynced: () => shared.onSynced(resource),
+      onRestart: () => shared.onRestart(resource),
+    });
+}

@@ -59,6 +59,13 @@ export const ErrorCode = {
   InvalidAnnotation: "ASYNC_ERR_INVALID_ANNOTATION",
   /** A Kubernetes API call made by the controller failed. */
   KubeApi: "ASYNC_ERR_KUBE_API",
+  /** No byte of the request body came for BODY_IDLE_TIMEOUT: the request is cut, nothing stored. */
+  BodyIdle: "ASYNC_ERR_BODY_IDLE",
+  /**
+   * The headers did not all come within HEADERS_TIMEOUT, or the whole request within
+   * REQUEST_READ_TIMEOUT: the request is cut, nothing stored.
+   */
+  RequestTimeout: "ASYNC_ERR_REQUEST_TIMEOUT",
 } as const;
 
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
@@ -87,6 +94,8 @@ const statusByCode: Record<ErrorCode, number> = {
   [ErrorCode.BadConfig]: 500,
   [ErrorCode.InvalidAnnotation]: 400,
   [ErrorCode.KubeApi]: 502,
+  [ErrorCode.BodyIdle]: 408,
+  [ErrorCode.RequestTimeout]: 408,
 };
 
 export class AsyncError extends Error {

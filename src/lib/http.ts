@@ -132,67 +132,113 @@ export interface BodyLimit {
    * client cannot make us read an endless upload, and the caller answers and closes the connection.
    */
   readonly afterLimit: "drain" | "stop";
+  /** Room for the body as it arrives (the producer's budget of bytes in flight): see BodyAdmission. */
+  readonly admission?: BodyAdmission;
   /**
-   * Asked before each chunk is kept, with its size: an error refuses the body there (the rest is left
-   * as `afterLimit` says). The producer's budget of bytes in flight, for bodies without Content-Length.
+   * A body that brings no byte for `ms` is refused with `error()` (the rest left as `afterLimit` says).
+   * Time paused by the admission does not count: then the client is not the one who stopped.
    */
-  readonly admit?: (bytes: number) => AsyncError | undefined;
+  readonly idle?: { readonly ms: number; readonly error: () => AsyncError };
+}
+
+/**
+ * What a body asks before it keeps each chunk: one object per request (the producer's budget hold),
+ * rather than closures made for each request on the hot path.
+ */
+export interface BodyAdmission {
+  /**
+   * Asked with each chunk's size: undefined keeps it; an error refuses the body there (the rest is left
+   * as `afterLimit` says); a promise keeps the chunk aside and pauses the body until it resolves, or
+   * refuses the body with its rejection.
+   */
+  admit(bytes: number): AsyncError | Promise<void> | undefined;
+  /**
+   * Called as reading starts with a function that refuses the body at once with the error it is given
+   * (the rest left as `afterLimit` says), for an admission that may stop a body between its chunks.
+   */
+  started?(stop: (err: AsyncError) => void): void;
 }
 
 /**
  * Reads a whole body, refusing it as soon as it is known to be larger than the limit: from
- * Content-Length when declared, else while it streams. No more than `limit` bytes are ever held.
- * With Content-Length, a body that comes in several chunks is copied into one Buffer of that size as it
- * arrives, so the chunks and their concatenation are never held together.
+ * Content-Length when declared, else while it streams. No more than `limit` bytes are ever held, and
+ * memory follows the bytes that arrived, never the length declared: a client that declares a large
+ * body and sends little must not make us allocate the rest.
  */
 export function readBody(req: IncomingMessage, options: BodyLimit): Promise<Buffer> {
-  const { limit } = options;
+  const { limit, idle, admission } = options;
   const refuse = (err: AsyncError = options.tooLarge()) => {
     if (options.afterLimit === "drain") req.resume();
     else req.pause();
     return err;
   };
   const declaredText = req.headers["content-length"];
-  const declared = declaredText === undefined ? -1 : Number(declaredText);
-  if (declared > limit) return Promise.reject(refuse());
+  if (declaredText !== undefined && Number(declaredText) > limit) return Promise.reject(refuse());
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
-    let whole: Buffer | undefined;
     let size = 0;
+    let settled = false;
+    /** A chunk waits for the admission; the end, if it comes meanwhile, waits for it. */
+    let admitting = false;
+    let ended = false;
+    let idleTimer: NodeJS.Timeout | undefined;
+    const armIdle = () => {
+      if (idle === undefined) return;
+      if (idleTimer === undefined) idleTimer = setTimeout(() => fail(refuse(idle.error())), idle.ms);
+      else idleTimer.refresh();
+    };
+    const stopIdle = () => {
+      clearTimeout(idleTimer);
+      idleTimer = undefined;
+    };
     const cleanup = () => {
+      settled = true;
+      stopIdle();
       req.off("data", onData);
       req.off("end", onEnd);
       req.off("error", onError);
       req.off("close", onClose);
     };
+    const fail = (err: AsyncError) => {
+      cleanup();
+      reject(err);
+    };
+    const finish = () => {
+      cleanup();
+      resolve(chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, size));
+    };
+    const keep = (chunk: Buffer) => {
+      chunks.push(chunk);
+      armIdle();
+    };
     const onData = (chunk: Buffer) => {
-      const at = size;
       size += chunk.length;
-      if (size > limit) {
-        cleanup();
-        reject(refuse());
-        return;
-      }
-      const refusal = options.admit?.(chunk.length);
-      if (refusal !== undefined) {
-        cleanup();
-        reject(refuse(refusal));
-        return;
-      }
-      if (whole !== undefined) chunk.copy(whole, at);
-      else if (at === 0 && chunk.length < declared) {
-        whole = Buffer.allocUnsafe(declared);
-        chunk.copy(whole, 0);
-      } else chunks.push(chunk);
+      if (size > limit) return fail(refuse());
+      const admitted = admission?.admit(chunk.length);
+      if (admitted === undefined) return keep(chunk);
+      if (admitted instanceof AsyncError) return fail(refuse(admitted));
+      req.pause();
+      stopIdle();
+      admitting = true;
+      admitted.then(
+        () => {
+          if (settled) return;
+          admitting = false;
+          keep(chunk);
+          if (ended) finish();
+          else req.resume();
+        },
+        (err: AsyncError) => {
+          if (!settled) fail(refuse(err));
+        },
+      );
     };
     const onEnd = () => {
-      cleanup();
-      if (whole !== undefined) resolve(size === whole.length ? whole : whole.subarray(0, size));
-      else resolve(chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, size));
+      if (admitting) ended = true;
+      else finish();
     };
     const onError = (err: Error) => {
-      cleanup();
-      reject(new AsyncError(ErrorCode.BodyAborted, "the body was not received completely", { cause: err }));
+      fail(new AsyncError(ErrorCode.BodyAborted, "the body was not received completely", { cause: err }));
     };
     const onClose = () => {
       if (!req.complete) onError(new Error("connection closed before the body ended"));
@@ -201,6 +247,10 @@ export function readBody(req: IncomingMessage, options: BodyLimit): Promise<Buff
     req.on("end", onEnd);
     req.on("error", onError);
     req.on("close", onClose);
+    admission?.started?.((err) => {
+      if (!settled) fail(refuse(err));
+    });
+    armIdle();
   });
 }
 

@@ -1,7 +1,7 @@
 /**
- * One async request, from its headers to the 202: headers -> target -> room in the budget -> body ->
- * envelope -> durable write -> 202. Anything that goes wrong on the way is thrown as the error to answer
- * with (answer.ts), and nothing is answered 202 before the store says the request is stored.
+ * One async request, from its headers to the 202: headers -> target -> body, taking room in the budget
+ * as it arrives -> envelope -> durable write -> 202. Anything that goes wrong on the way is thrown as the
+ * error to answer with (answer.ts), and nothing is answered 202 before the store says it is stored.
  */
 import { randomUUID } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
@@ -37,6 +37,8 @@ export interface AcceptedInfo {
 export interface AcceptParts {
   /** Largest accepted body, in bytes (REQUEST_SIZE_LIMIT). */
   readonly requestSizeLimit: number;
+  /** How long a body may bring no byte before the request is cut with 408 (BODY_IDLE_TIMEOUT). */
+  readonly bodyIdleTimeoutMs: number;
   /** Resolves and checks the target (target.ts's `targetResolver`). */
   readonly resolve: TargetResolver;
   /** Whether the target is an async service, and its delivery policy (services.ts). */
@@ -66,7 +68,8 @@ export function requestAcceptor(parts: AcceptParts) {
   const { requestSizeLimit, resolve, services, budget, store, connections, metrics, logger, onAccepted } =
     parts;
   const tooLarge = () => bodyTooLarge(requestSizeLimit);
-  const bodyLimit: BodyLimit = { limit: requestSizeLimit, tooLarge, afterLimit: "stop" };
+  const idle = { ms: parts.bodyIdleTimeoutMs, error: () => bodyIdle(parts.bodyIdleTimeoutMs) };
+  const bodyLimit: BodyLimit = { limit: requestSizeLimit, tooLarge, afterLimit: "stop", idle };
 
   return async function accept(
     req: IncomingMessage,
@@ -82,46 +85,26 @@ export function requestAcceptor(parts: AcceptParts) {
     const declared = declaredText === undefined ? -1 : Number(declaredText);
     if (declared > requestSizeLimit) throw tooLarge();
 
-    // Bytes of the budget this request holds, given back once Redis has answered.
-    let held = 0;
+    // The budget's bytes for this body are taken as it arrives (budget.ts), all given back once Redis
+    // has answered. A chunk that finds no room pauses the body; the budget may also cut a body that
+    // holds more than its share while others wait. The client is not asked to wait before it sends
+    // (100-continue), since headers alone hold nothing.
+    const hold = budget.open(overloaded);
     try {
-      if (declared > 0) {
-        const room = budget.take(declared, overloaded);
-        if (room !== undefined) {
-          await room;
-          if (req.destroyed) {
-            budget.give(declared);
-            throw new AsyncError(ErrorCode.BodyAborted, "the client went away while its request waited");
-          }
-        }
-        held = declared;
-      }
       if (expectsContinue) res.writeContinue();
-      const body = await readBody(
-        req,
-        declared >= 0
-          ? bodyLimit
-          : {
-              ...bodyLimit,
-              admit: (bytes: number) => {
-                if (!budget.tryTake(bytes)) return overloaded();
-                held += bytes;
-                return undefined;
-              },
-            },
-      );
+      const body = await readBody(req, { ...bodyLimit, admission: hold });
+      budget.doneReading(hold);
 
       if (connections.unreadable(req)) throw badFraming(declared);
       const request = asyncRequest(req.method ?? "GET", target.url, headers, body, policy);
       const answer = await store.accept(request, encode(request), key);
-      budget.give(held);
-      held = 0;
+      budget.close(hold);
 
       sendAccepted(res, answer, prefersRespondAsync(headers.prefer));
       noteAccepted(request, answer);
       return answer.replayed ? REPLAYED : ACCEPTED;
     } finally {
-      if (held > 0) budget.give(held);
+      budget.close(hold);
     }
   };
 
@@ -166,6 +149,13 @@ function encode(request: AsyncRequest): string | Buffer {
 
 function bodyTooLarge(limit: number): AsyncError {
   return new AsyncError(ErrorCode.BodyTooLarge, `the request body is larger than ${limit} bytes`);
+}
+
+function bodyIdle(idleMs: number): AsyncError {
+  return new AsyncError(
+    ErrorCode.BodyIdle,
+    `no byte of the request body came for ${idleMs} ms (BODY_IDLE_TIMEOUT); nothing was stored`,
+  );
 }
 
 function badFraming(declared: number): AsyncError {

@@ -45,11 +45,13 @@ export function sendNotAccepted(
 
 /**
  * Refusals that end the connection: the unread rest of the body is not worth reading (an oversized one,
- * one refused for lack of room, one behind too many headers), or the bytes after it are not HTTP.
+ * one refused for lack of room, one that stopped coming, one behind too many headers), or the bytes
+ * after it are not HTTP. Closing is also what gives back the socket of a client that went idle.
  */
 const CLOSING_CODES: ReadonlySet<string> = new Set([
   ErrorCode.BodyTooLarge,
   ErrorCode.Overloaded,
   ErrorCode.HeadersTooLarge,
   ErrorCode.BadFraming,
+  ErrorCode.BodyIdle,
 ]);

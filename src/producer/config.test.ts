@@ -58,6 +58,8 @@ test("settings are parsed from their env names", () => {
 test("the schema's keys are exactly the env names the producer reads", () => {
   assert.deepEqual(Object.keys(producerEnvSchema.shape).sort(), [
     "ALLOWED_TARGET_HOSTS",
+    "BODY_IDLE_TIMEOUT",
+    "HEADERS_TIMEOUT",
     "IDEMPOTENCY_TTL",
     "LOG_LEVEL",
     "PORT",
@@ -69,6 +71,7 @@ test("the schema's keys are exactly the env names the producer reads", () => {
     "REDIS_WAIT_REPLICAS",
     "REDIS_WAIT_TIMEOUT",
     "REQUEST_BYTES_IN_FLIGHT",
+    "REQUEST_READ_TIMEOUT",
     "REQUEST_SIZE_LIMIT",
     "REQUIRE_REGISTERED_TARGETS",
     "SYSTEM_NAMESPACE",
@@ -84,6 +87,8 @@ for (const [name, value] of [
   ["IDEMPOTENCY_TTL", "forever"],
   ["REDIS_WAIT_TIMEOUT", "0"],
   ["REDIS_ADDRESS", "http://redis:6379"],
+  ["BODY_IDLE_TIMEOUT", "0"],
+  ["HEADERS_TIMEOUT", "2m"],
 ] as const) {
   test(`a bad ${name} (${value}) is a ConfigError naming it`, () => {
     assert.throws(
@@ -93,6 +98,21 @@ for (const [name, value] of [
     );
   });
 }
+
+test("the timeouts for a request's arrival: defaults, and set from their env names", () => {
+  const defaults = loadProducerConfig({});
+  assert.equal(defaults.bodyIdleTimeoutMs, 10_000);
+  assert.equal(defaults.headersTimeoutMs, 10_000);
+  assert.equal(defaults.requestReadTimeoutMs, 60_000);
+  const config = loadProducerConfig({
+    BODY_IDLE_TIMEOUT: "2s",
+    HEADERS_TIMEOUT: "3s",
+    REQUEST_READ_TIMEOUT: "3s",
+  });
+  assert.equal(config.bodyIdleTimeoutMs, 2000);
+  assert.equal(config.headersTimeoutMs, 3000);
+  assert.equal(config.requestReadTimeoutMs, 3000);
+});
 
 test("`knative-async producer` with a bad env prints one line and exits 1", async () => {
   const root = join(dirname(fileURLToPath(import.meta.url)), "..", "..");

@@ -9,6 +9,7 @@ import {
   type Env,
   intSetting,
   minDurationSetting,
+  notLargerThan,
   parseEnv,
   serverEnvFields,
   serverFromEnv,
@@ -64,6 +65,9 @@ export const producerEnvSchema = z.object({
   // false: any cluster-local Service is a target, as before the registry (for set-ups without our
   // controller, which is what publishes the async services). Weaker: see the README.
   REQUIRE_REGISTERED_TARGETS: boolSetting(true),
+  BODY_IDLE_TIMEOUT: minDurationSetting("10s", 100),
+  HEADERS_TIMEOUT: minDurationSetting("10s", 100),
+  REQUEST_READ_TIMEOUT: minDurationSetting("60s", 100),
 });
 
 export interface ProducerConfig {
@@ -98,10 +102,18 @@ export interface ProducerConfig {
    * targets; when false, any cluster-local Service the target rule allows.
    */
   readonly requireRegisteredTargets: boolean;
+  /** How long a body may bring no byte before the request is cut (408). */
+  readonly bodyIdleTimeoutMs: number;
+  /** How long the headers of a request may take to arrive, from its first byte (408). */
+  readonly headersTimeoutMs: number;
+  /** How long a whole request, headers and body, may take to arrive (408). */
+  readonly requestReadTimeoutMs: number;
 }
 
 export function loadProducerConfig(env: Env): ProducerConfig {
-  const e = parseEnv("producer", producerEnvSchema, env);
+  // Node refuses a server whose headers may take longer than the whole request.
+  const schema = producerEnvSchema.refine(...notLargerThan("HEADERS_TIMEOUT", "REQUEST_READ_TIMEOUT"));
+  const e = parseEnv("producer", schema, env);
   return Object.freeze({
     ...serverFromEnv(e),
     ...redisFromEnv(e),
@@ -120,5 +132,8 @@ export function loadProducerConfig(env: Env): ProducerConfig {
     workers: e.PRODUCER_WORKERS,
     requestBytesInFlight: e.REQUEST_BYTES_IN_FLIGHT,
     requireRegisteredTargets: e.REQUIRE_REGISTERED_TARGETS,
+    bodyIdleTimeoutMs: e.BODY_IDLE_TIMEOUT,
+    headersTimeoutMs: e.HEADERS_TIMEOUT,
+    requestReadTimeoutMs: e.REQUEST_READ_TIMEOUT,
   });
 }

@@ -1,12 +1,19 @@
 /**
- * The producer's connections: the header limits it sets on its server, and its answer when the bytes on
- * a connection stop being HTTP.
+ * The producer's connections: the header limits and timeouts it sets on its server, and its answer when
+ * the bytes on a connection stop being HTTP.
  *
  * Header limits, set deliberately rather than left to Node's defaults: at most MAX_HEADER_BYTES of
  * header fields (Node's default is 16 KiB; Envoy, in front of Knative Services, lets 60 KiB through, and
  * the original producer took 1 MiB) and at most MAX_HEADERS fields. Past either limit the request is
  * refused with 431 ASYNC_ERR_HEADERS_TOO_LARGE and nothing is stored. Node would cut the field list past
  * about a thousand instead (`maxHeadersCount`), silently: the request would be stored without the rest.
+ *
+ * Timeouts, set deliberately too: Node's defaults let a request take 60 s for its headers and 5 minutes
+ * in all, and check them only every 30 s. A connection that sends headers slowly holds a socket; one
+ * that sends its body slowly holds memory (see budget.ts). HEADERS_TIMEOUT (10 s) bounds the headers,
+ * REQUEST_READ_TIMEOUT (60 s) the whole request, both from its first byte, and they are checked every
+ * second at most. Past either, the answer is 408 ASYNC_ERR_REQUEST_TIMEOUT and the connection closes.
+ * A body that stops coming is cut sooner, after BODY_IDLE_TIMEOUT (the request flow, accept.ts).
  *
  * Bytes after a request: Node's parser reads what follows a request's declared body as the next request
  * on the connection. When it is not one (a client that sent more than its Content-Length), Node answers
@@ -34,8 +41,20 @@ export const MAX_HEADER_BYTES = 64 * 1024;
 /** Most header fields a request may carry; Node is told to keep them all (see `watch`). */
 export const MAX_HEADERS = 1000;
 
-/** Options for the producer's `createServer`. */
-export const SERVER_LIMITS = Object.freeze({ maxHeaderSize: MAX_HEADER_BYTES });
+/** How often Node looks for requests past their timeouts, at most (its default is every 30 s). */
+const TIMEOUT_CHECK_MS = 1000;
+
+/** Options for the producer's `createServer`: header limits and timeouts. */
+export function serverOptions(timeouts: { headersTimeoutMs: number; requestReadTimeoutMs: number }) {
+  const { headersTimeoutMs, requestReadTimeoutMs } = timeouts;
+  return {
+    maxHeaderSize: MAX_HEADER_BYTES,
+    headersTimeout: headersTimeoutMs,
+    requestTimeout: requestReadTimeoutMs,
+    // A check every second cuts a request at most a second late; shorter timeouts are checked sooner.
+    connectionsCheckingInterval: Math.min(TIMEOUT_CHECK_MS, Math.ceil(headersTimeoutMs / 4)),
+  };
+}
 
 /** Parse errors that concern only a next request (too large, too slow): the one before it is intact. */
 const NEXT_REQUEST_ONLY: ReadonlySet<string> = new Set([
@@ -44,10 +63,9 @@ const NEXT_REQUEST_ONLY: ReadonlySet<string> = new Set([
   "ERR_HTTP_REQUEST_TIMEOUT",
 ]);
 
-/** Node's own answers to bytes it cannot parse, by error code; anything else is a 400. */
+/** Node's own answers, by error code, where we have no error of ours (`ownError`); anything else is a 400. */
 const NODE_STATUS: Readonly<Record<string, number>> = {
   HPE_CHUNK_EXTENSIONS_OVERFLOW: 413,
-  ERR_HTTP_REQUEST_TIMEOUT: 408,
 };
 
 export function headersTooLarge(what: string): AsyncError {
@@ -73,10 +91,10 @@ export class ConnectionGuard {
   /** Connections that end after the answer in progress. */
   readonly #ending = new WeakSet<Duplex>();
 
-  /** Installs the guard on the producer's server (created with SERVER_LIMITS). */
+  /** Installs the guard on the producer's server (created with `serverOptions`). */
   watch(server: Server): void {
     // 0 = keep every field: the count is checked by the request flow (hasTooManyHeaders), and the
-    // header bytes (SERVER_LIMITS) bound how many there can be.
+    // header bytes (`serverOptions`) bound how many there can be.
     server.maxHeadersCount = 0;
     server.on("clientError", (err: NodeJS.ErrnoException, socket: Duplex) =>
       this.#onClientError(err, socket),
@@ -117,7 +135,7 @@ export class ConnectionGuard {
       socket.destroy();
       return;
     }
-    // An answer already on its way is left to finish; otherwise Node's answer, ours for a 431.
+    // An answer already on its way is left to finish; otherwise Node's answer, ours for a 431 or a 408.
     const answer = exchange?.res.headersSent ? "" : rawAnswer(err.code);
     socket.end(answer, () => socket.destroy());
   }
@@ -125,14 +143,24 @@ export class ConnectionGuard {
 
 /** The whole answer to bytes that could not be parsed, written to the socket as it is. */
 function rawAnswer(code: string | undefined): string {
-  let status = NODE_STATUS[code ?? ""] ?? 400;
-  let body = "";
-  if (code === "HPE_HEADER_OVERFLOW") {
-    const err = headersTooLarge(`more than ${MAX_HEADER_BYTES} bytes of header fields`);
-    status = httpStatusOf(err);
-    body = errorBody(err);
-  }
+  const err = ownError(code);
+  const status = err === undefined ? (NODE_STATUS[code ?? ""] ?? 400) : httpStatusOf(err);
+  const body = err === undefined ? "" : errorBody(err);
   const content =
     body === "" ? "" : `Content-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n`;
   return `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nConnection: close\r\n${content}\r\n${body}`;
+}
+
+/** Our error for what Node cut, where we have one: it tells the client more than Node's empty answer. */
+function ownError(code: string | undefined): AsyncError | undefined {
+  if (code === "HPE_HEADER_OVERFLOW") {
+    return headersTooLarge(`more than ${MAX_HEADER_BYTES} bytes of header fields`);
+  }
+  if (code === "ERR_HTTP_REQUEST_TIMEOUT") {
+    return new AsyncError(
+      ErrorCode.RequestTimeout,
+      "the request did not arrive in time (HEADERS_TIMEOUT for its headers, REQUEST_READ_TIMEOUT in all); nothing was stored",
+    );
+  }
+  return undefined;
 }

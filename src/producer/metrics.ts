@@ -26,7 +26,7 @@ export function producerMetrics(
   });
   new Gauge({
     name: "knative_async_producer_requests_waiting",
-    help: "Requests waiting, their bodies unread, for room in the REQUEST_BYTES_IN_FLIGHT budget",
+    help: "Requests whose body is paused, unread, waiting for room in the REQUEST_BYTES_IN_FLIGHT budget",
     registers: [registry],
     collect() {
       this.set(budget.waiting);

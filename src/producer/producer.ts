@@ -34,7 +34,7 @@ import { type AcceptedInfo, requestAcceptor } from "./accept.js";
 import { sendNotAccepted } from "./answer.js";
 import { ByteBudget } from "./budget.js";
 import type { ProducerConfig } from "./config.js";
-import { ConnectionGuard, SERVER_LIMITS } from "./connections.js";
+import { ConnectionGuard, serverOptions } from "./connections.js";
 import { producerMetrics } from "./metrics.js";
 import { serviceGate } from "./services.js";
 import { RequestStore, writeTimeoutMs } from "./store.js";
@@ -78,9 +78,14 @@ export async function startProducer(config: ProducerConfig, deps: ProducerDeps):
   });
   const warn = throttledWarn(logger);
   const store = new RequestStore(redis, keys, config, warn);
-  // A request waits for room at most as long as for Redis: either way it learns within REDIS_TIMEOUT
-  // whether it can be accepted.
-  const budget = new ByteBudget(Math.ceil(config.requestBytesInFlight / config.workers), timeoutMs);
+  // A chunk waits for room at most as long as a write for Redis: either way the client learns within
+  // REDIS_TIMEOUT whether its request can be accepted. The oldest body being read may pass the budget by
+  // one REQUEST_SIZE_LIMIT, so that some body always finishes (see budget.ts).
+  const budget = new ByteBudget(
+    Math.ceil(config.requestBytesInFlight / config.workers),
+    config.requestSizeLimit,
+    timeoutMs,
+  );
   const metrics = producerMetrics(registry, redis, keys.stream, config.redisTimeoutMs, budget);
   const connections = new ConnectionGuard();
   // Which targets are async services, and their policies: read from Redis into memory, kept current.
@@ -93,6 +98,7 @@ export async function startProducer(config: ProducerConfig, deps: ProducerDeps):
   });
   const accept = requestAcceptor({
     requestSizeLimit: config.requestSizeLimit,
+    bodyIdleTimeoutMs: config.bodyIdleTimeoutMs,
     resolve,
     services: serviceGate({
       services,
@@ -136,7 +142,7 @@ export async function startProducer(config: ProducerConfig, deps: ProducerDeps):
     );
   }
 
-  const server = createServer(SERVER_LIMITS, (req, res) => handle(req, res, false));
+  const server = createServer(serverOptions(config), (req, res) => handle(req, res, false));
   connections.watch(server);
   // A client that sends `Expect: 100-continue` learns about a bad target or an oversized body before
   // it sends the body.
