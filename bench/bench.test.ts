@@ -104,7 +104,7 @@ describe("profile summary", () => {
 describe("bench config", () => {
   it("has defaults and refuses unknown scenarios", () => {
     const config = loadBenchConfig({});
-    assert.deepEqual(config.only, ["ingest", "ingest-size", "drain", "latency", "backlog"]);
+    assert.deepEqual(config.only, ["ingest", "ingest-size", "drain", "latency", "backlog", "large-body"]);
     assert.equal(config.connections, 50);
     assert.deepEqual(loadBenchConfig({ BENCH_ONLY: "drain, ingest" }).only, ["drain", "ingest"]);
     assert.throws(() => loadBenchConfig({ BENCH_ONLY: "ingest,nope" }), /BENCH_ONLY: unknown scenario nope/);

@@ -310,9 +310,10 @@ class StreamDispatcher implements Dispatcher {
       this.#keys.stream,
       ">",
     )) as [Buffer, [Buffer, Buffer[]][]][] | null;
-    return (reply ?? []).flatMap(([, entries]) =>
-      entries.map(([id, fields]) => ({ id: id.toString(), fields: heldFields(fields) })),
-    );
+    const entries: StreamEntry[] = [];
+    for (const [id, fields] of reply?.[0]?.[1] ?? [])
+      entries.push({ id: id.toString(), fields: heldFields(fields) });
+    return entries;
   }
 
   /** Delivers an entry in a slot of its own; `deliveries` counts those started on dispatchers that died. */

@@ -17,8 +17,9 @@ export class Slots {
   /** Bytes held by each entry in flight, by id. */
   readonly #inFlight = new Map<string, number>();
   #bytes = 0;
-  /** Sizes of the last SIZE_WINDOW entries started, and their largest: the guess for the next ones. */
-  readonly #sizes: number[] = [];
+  /** Sizes of the last SIZE_WINDOW entries started (a ring), and their largest: the guess for the next ones. */
+  readonly #sizes = new Float64Array(SIZE_WINDOW);
+  #next = 0;
   #largest = 0;
   /** The read loop, when it waits: woken when `ready()` holds. */
   #waiter: { ready: () => boolean; wake: () => void } | undefined;
@@ -124,8 +125,9 @@ export class Slots {
   }
 
   #remember(bytes: number): void {
-    this.#sizes.push(bytes);
-    const dropped = this.#sizes.length > SIZE_WINDOW ? (this.#sizes.shift() as number) : 0;
+    const dropped = this.#sizes[this.#next] as number;
+    this.#sizes[this.#next] = bytes;
+    this.#next = (this.#next + 1) % SIZE_WINDOW;
     if (bytes >= this.#largest) this.#largest = bytes;
     else if (dropped === this.#largest) this.#largest = Math.max(...this.#sizes);
   }
