@@ -7,7 +7,7 @@
  * HTTP hop. A sink that is not our consumer (any CloudEvent receiver) simply answers 2xx or not.
  */
 import { ErrorCode } from "./errors.js";
-import { ERROR, RETRY_AFTER, TARGET_DURATION_MS, TARGET_STATUS } from "./wire/headers.js";
+import { ERROR, firstValue, RETRY_AFTER, TARGET_DURATION_MS, TARGET_STATUS } from "./wire/headers.js";
 
 export type DeliveryOutcome =
   | {
@@ -103,21 +103,17 @@ export function responseOutcome(status: number, headers: AnswerHeaders, duration
  * sink's status is taken as the outcome of the delivery itself.
  */
 export function outcomeFromHttp(status: number, headers: AnswerHeaders, durationMs: number): DeliveryOutcome {
-  const targetStatus = single(headers[TARGET_STATUS]);
+  const targetStatus = firstValue(headers[TARGET_STATUS]);
   if (targetStatus !== undefined && /^\d{3}$/.test(targetStatus)) {
     return responseOutcome(Number(targetStatus), headers, durationMs);
   }
-  const code = single(headers[ERROR]);
+  const code = firstValue(headers[ERROR]);
   if (code !== undefined && (Object.values(ErrorCode) as string[]).includes(code)) {
     const retryAfterMs = parseRetryAfter(headers[RETRY_AFTER]);
     const extra = retryAfterMs === undefined ? {} : { retryAfterMs };
     return { kind: "error", code: code as ErrorCode, message: `sink reported ${code}`, durationMs, ...extra };
   }
   return responseOutcome(status, headers, durationMs);
-}
-
-function single(value: string | string[] | undefined): string | undefined {
-  return Array.isArray(value) ? value[0] : value;
 }
 
 /** The outcome's class for metrics labels: the status class (`2xx`..`5xx`) or the error code. */

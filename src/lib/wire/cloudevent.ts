@@ -24,6 +24,7 @@ import {
   writeJsonString,
 } from "../json-bytes.js";
 import type { RedisSettings } from "../redis.js";
+import { firstValue } from "./headers.js";
 
 /** The type eventing-redis's RedisStreamSource sends; our dispatcher sends the same. */
 const STREAM_EVENT_TYPE = "dev.knative.sources.redisstream";
@@ -150,7 +151,7 @@ export type ParsedEvent =
 export function parseEvent(headers: IncomingHttpHeaders, body: Buffer): ParsedEvent {
   const contentType = (headers["content-type"] ?? "").toLowerCase();
   if (contentType.startsWith(STRUCTURED_CONTENT_TYPE)) return parseStructured(body);
-  const ceId = single(headers[CE_ID]);
+  const ceId = firstValue(headers[CE_ID]);
   if (contentType.startsWith(BATCH_CONTENT_TYPE)) {
     return { ok: false, ceId, reason: "batched CloudEvents are not supported" };
   }
@@ -161,7 +162,7 @@ export function parseEvent(headers: IncomingHttpHeaders, body: Buffer): ParsedEv
       reason: `not a CloudEvent: no ${CE_SPECVERSION} header and not ${STRUCTURED_CONTENT_TYPE}`,
     };
   }
-  return fromData(ceId, parseAttempt(single(headers[CE_ATTEMPT])), body);
+  return fromData(ceId, parseAttempt(firstValue(headers[CE_ATTEMPT])), body);
 }
 
 function parseStructured(body: Buffer): ParsedEvent {
@@ -265,8 +266,4 @@ function firstNonSpace(data: string | Buffer): string | undefined {
     if (ch !== " " && ch !== "\t" && ch !== "\n" && ch !== "\r") return ch;
   }
   return undefined;
-}
-
-function single(value: string | string[] | undefined): string | undefined {
-  return Array.isArray(value) ? value[0] : value;
 }

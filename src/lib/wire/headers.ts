@@ -53,3 +53,8 @@ export const RESPOND_SYNC = "respond-sync";
 export function canonical(name: string): string {
   return name.replace(/(^|-)([a-z])/g, (_, dash: string, ch: string) => dash + ch.toUpperCase());
 }
+
+/** The first value of a header as Node or undici hand it over (a string, or a list when repeated). */
+export function firstValue(value: string | string[] | undefined): string | undefined {
+  return Array.isArray(value) ? value[0] : value;
+}

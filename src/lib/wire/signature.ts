@@ -15,6 +15,7 @@
  * The same form signs the outcome callbacks a later issue adds, so that one verifier serves both.
  */
 import { createHmac, timingSafeEqual } from "node:crypto";
+import { firstValue } from "./headers.js";
 
 export const WEBHOOK_ID = "webhook-id";
 export const WEBHOOK_TIMESTAMP = "webhook-timestamp";
@@ -63,9 +64,9 @@ export function verifySignature(
   toleranceMs: number,
   nowMs = Date.now(),
 ): Verdict {
-  const id = single(headers[WEBHOOK_ID]);
-  const timestamp = single(headers[WEBHOOK_TIMESTAMP]);
-  const signature = single(headers[WEBHOOK_SIGNATURE]);
+  const id = firstValue(headers[WEBHOOK_ID]);
+  const timestamp = firstValue(headers[WEBHOOK_TIMESTAMP]);
+  const signature = firstValue(headers[WEBHOOK_SIGNATURE]);
   if (id === undefined || timestamp === undefined || signature === undefined) {
     return {
       ok: false,
@@ -87,8 +88,4 @@ export function verifySignature(
       return { ok: true };
   }
   return { ok: false, reason: "no webhook-signature matches a configured secret" };
-}
-
-function single(value: string | string[] | undefined): string | undefined {
-  return Array.isArray(value) ? value[0] : value;
 }
