@@ -32,6 +32,12 @@ export function eventHandler(parts: EventHandlerParts) {
       `event body is larger than EVENT_SIZE_LIMIT (${config.eventSizeLimit} bytes)`,
     );
 
+  /** An event not replayed, answered like an outcome (with Async-Error) so that its sender can decide. */
+  const refuse = (res: ServerResponse, code: ErrorCode, message: string): void => {
+    const outcome: DeliveryOutcome = { kind: "error", code, message, durationMs: 0 };
+    reply(res, outcomeToHttp(outcome), closing());
+  };
+
   return async function handleEvent(req: IncomingMessage, res: ServerResponse): Promise<void> {
     let body: Buffer;
     try {
@@ -52,13 +58,7 @@ export function eventHandler(parts: EventHandlerParts) {
       );
       // Answered like any outcome, with Async-Error, so that a dispatcher whose secret is wrong learns
       // that the app never saw the request and retries it once the secrets agree again.
-      const outcome: DeliveryOutcome = {
-        kind: "error",
-        code: ErrorCode.Unauthenticated,
-        message: refusal,
-        durationMs: 0,
-      };
-      reply(res, outcomeToHttp(outcome), closing());
+      refuse(res, ErrorCode.Unauthenticated, refusal);
       return;
     }
 
@@ -66,13 +66,7 @@ export function eventHandler(parts: EventHandlerParts) {
     if (!event.ok) {
       metrics.count(ErrorCode.MalformedEvent);
       logger.warn({ ceId: event.ceId, reason: event.reason }, "malformed event, not retried");
-      const outcome: DeliveryOutcome = {
-        kind: "error",
-        code: ErrorCode.MalformedEvent,
-        message: event.reason,
-        durationMs: 0,
-      };
-      reply(res, outcomeToHttp(outcome), closing());
+      refuse(res, ErrorCode.MalformedEvent, event.reason);
       return;
     }
 
